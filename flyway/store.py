@@ -1,0 +1,396 @@
+"""The flyway store: a folder of hive-partitioned GeoParquet with a ledger.
+
+Layout (DESIGN.md, "The store")::
+
+    STORE/
+      fixes/species=<slug>/individual=<slug>/part-<batch>.parquet
+      stops/ sites/ coverage/ ...      derived tables, rebuildable
+      _ledger.parquet                  one row per ingested file (committed last)
+      _quarantine/<batch>.parquet      rejected rows and values, with reasons
+      _reference.parquet               deployments (reference data) seen so far
+      _staging/<batch>/                work area of a running ingest
+
+Commit protocol: part files are written as ``*.tmp``, fsynced and renamed;
+the ledger row of the batch is then committed by an atomic replace of
+``_ledger.parquet``. Readers take only part files whose batch is in the
+ledger; a writer starts by deleting files of uncommitted batches. So a
+``kill -9`` at any moment leaves the committed store as before or after.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import unicodedata
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from filelock import FileLock, Timeout
+
+from flyway import schema as S
+from flyway.errors import StoreError, StoreLockedError
+from flyway.geoparquet import atomic_write_bytes, atomic_write_table, with_geo_metadata
+
+FIXES_DIR = "fixes"
+LEDGER_FILE = "_ledger.parquet"
+QUARANTINE_DIR = "_quarantine"
+REFERENCE_FILE = "_reference.parquet"
+STAGING_DIR = "_staging"
+LOCK_FILE = ".flyway.lock"
+LOCK_INFO_FILE = ".flyway.lock.json"
+PART_PREFIX = "part-"
+SPECIES_KEY = "species"
+INDIVIDUAL_KEY = "individual"
+
+STATUS_COMMITTED = "committed"
+STATUS_REJECTED = "rejected"
+
+LEDGER_SCHEMA = pa.schema(
+    [
+        ("sha256", pa.string()),
+        ("source_file", pa.string()),
+        ("size_bytes", pa.int64()),
+        ("batch_id", pa.string()),
+        ("status", pa.string()),
+        ("format", pa.string()),
+        ("rows_read", pa.int64()),
+        ("rows_kept", pa.int64()),
+        ("rows_quarantined", pa.int64()),
+        ("rows_duplicate", pa.int64()),
+        ("individuals", pa.int64()),
+        ("part_files", pa.list_(pa.string())),
+        ("message", pa.string()),
+        ("ingested_at", S.TIMESTAMP_TYPE),
+        ("flyway_version", pa.string()),
+    ]
+)
+
+_SLUG_BAD = re.compile(r"[^A-Za-z0-9_]+")
+
+
+def slug(value: str, max_len: int = 40) -> str:
+    """A safe, bounded, collision-free folder name for any id.
+
+    ASCII letters, digits and ``_`` from the id (others become ``-``), at most
+    ``max_len`` of them, then ``-`` and 10 hex digits of the id's SHA-1, so two
+    different ids never share a folder and no id can escape the store
+    (``../x``, ``a/b``, ``CON``, 5,000-character names all become harmless).
+    """
+    text = unicodedata.normalize("NFKD", str(value)).encode("ascii", "ignore").decode()
+    base = _SLUG_BAD.sub("-", text).strip("-")[:max_len].strip("-") or "x"
+    digest = hashlib.sha1(str(value).encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{base}-{digest}"
+
+
+def new_batch_id(now: dt.datetime | None = None) -> str:
+    """A sortable, unique batch id: UTC time then random hex."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return f"{now.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:10]}"
+
+
+def batch_of_part(name: str) -> str | None:
+    """Batch id encoded in a part file name ``part-<batch>[-<k>].parquet``."""
+    if not name.startswith(PART_PREFIX) or not name.endswith(".parquet"):
+        return None
+    stem = name[len(PART_PREFIX): -len(".parquet")]
+    # batch ids are "<YYYYmmddTHHMMSS>-<10 hex>"; an optional "-<k>" follows
+    return "-".join(stem.split("-")[:2])
+
+
+@dataclass(frozen=True)
+class Store:
+    """A flyway store folder. Cheap to construct; touches nothing until used."""
+
+    path: Path
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    # -- paths -------------------------------------------------------------
+    @property
+    def fixes_dir(self) -> Path:
+        return self.path / FIXES_DIR
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.path / LEDGER_FILE
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.path / QUARANTINE_DIR
+
+    @property
+    def reference_path(self) -> Path:
+        return self.path / REFERENCE_FILE
+
+    def staging_dir(self, batch_id: str) -> Path:
+        return self.path / STAGING_DIR / batch_id
+
+    def partition_dir(self, species: str, individual_id: str) -> Path:
+        return self.fixes_dir / f"{SPECIES_KEY}={slug(species)}" / f"{INDIVIDUAL_KEY}={slug(individual_id)}"
+
+    def exists(self) -> bool:
+        return self.ledger_path.exists() or self.fixes_dir.exists()
+
+    def require(self) -> None:
+        if not self.path.is_dir():
+            raise StoreError(f"{self.path}: no such store (run `flyway ingest FILE --store {self.path}` first)")
+
+    # -- locking -----------------------------------------------------------
+    @contextmanager
+    def lock(self, purpose: str = "write", timeout: float = 0) -> Iterator[None]:
+        """Hold the store's write lock (an OS file lock: freed when the holder dies).
+
+        Raises :class:`StoreLockedError` naming the holder when another live
+        process has it. The holder's host, PID, start time and purpose are kept
+        in ``.flyway.lock.json`` for that message.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.path / LOCK_FILE))
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            raise StoreLockedError(f"{self.path}: store is locked by {self._lock_holder()}") from None
+        try:
+            info = {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "started": dt.datetime.now(dt.timezone.utc).isoformat(),
+                "purpose": purpose,
+            }
+            atomic_write_bytes(self.path / LOCK_INFO_FILE, json.dumps(info).encode())
+            yield
+        finally:
+            try:
+                (self.path / LOCK_INFO_FILE).unlink()
+            except FileNotFoundError:
+                pass
+            lock.release()
+
+    def _lock_holder(self) -> str:
+        try:
+            info = json.loads((self.path / LOCK_INFO_FILE).read_text())
+            return f"{info['purpose']} run, pid {info['pid']} on {info['host']} since {info['started']}"
+        except (OSError, ValueError, KeyError):
+            return "another flyway process"
+
+    # -- ledger ------------------------------------------------------------
+    def read_ledger(self) -> pa.Table:
+        if not self.ledger_path.exists():
+            return LEDGER_SCHEMA.empty_table()
+        try:
+            return pq.read_table(self.ledger_path)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise StoreError(f"{self.ledger_path}: ledger unreadable ({exc})") from exc
+
+    def committed_batches(self) -> set[str]:
+        led = self.read_ledger()
+        mask = pc.equal(led.column("status"), STATUS_COMMITTED)
+        return set(led.filter(mask).column("batch_id").to_pylist())
+
+    def committed_hashes(self) -> set[str]:
+        led = self.read_ledger()
+        mask = pc.equal(led.column("status"), STATUS_COMMITTED)
+        return set(led.filter(mask).column("sha256").to_pylist())
+
+    def append_ledger(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Commit ledger rows: atomic replace of ``_ledger.parquet`` (the commit point)."""
+        new = pa.Table.from_pylist(list(rows), schema=LEDGER_SCHEMA)
+        table = pa.concat_tables([self.read_ledger().cast(LEDGER_SCHEMA), new])
+        meta = {b"flyway": json.dumps({"table": "ledger"}).encode()}
+        atomic_write_table(self.ledger_path, table.replace_schema_metadata(meta))
+
+    # -- recovery ----------------------------------------------------------
+    def remove_uncommitted(self) -> int:
+        """Delete part and quarantine files of batches that never committed, and temp files.
+
+        Call only while holding the write lock. Returns the number of files removed.
+        """
+        committed = self.committed_batches()
+        removed = 0
+        if self.fixes_dir.exists():
+            for f in self.fixes_dir.rglob("*"):
+                if not f.is_file():
+                    continue
+                batch = batch_of_part(f.name)
+                if f.name.endswith(".tmp") or (batch is not None and batch not in committed):
+                    f.unlink()
+                    removed += 1
+        if self.quarantine_dir.exists():
+            for f in self.quarantine_dir.iterdir():
+                if f.name.endswith(".tmp") or (f.suffix == ".parquet" and f.stem not in committed):
+                    f.unlink()
+                    removed += 1
+        for f in self.path.glob("*.tmp"):
+            f.unlink()
+            removed += 1
+        shutil.rmtree(self.path / STAGING_DIR, ignore_errors=True)
+        return removed
+
+    # -- reading fixes -----------------------------------------------------
+    def fix_files(self, species: Iterable[str] | None = None,
+                  individuals: Iterable[str] | None = None) -> list[Path]:
+        """Committed fixes part files, optionally only some species / individuals."""
+        if not self.fixes_dir.exists():
+            return []
+        committed = self.committed_batches()
+        sp_dirs = (
+            [self.fixes_dir / f"{SPECIES_KEY}={slug(s)}" for s in _as_list(species)]
+            if species is not None
+            else sorted(self.fixes_dir.glob(f"{SPECIES_KEY}=*"))
+        )
+        files: list[Path] = []
+        ind_slugs = {slug(i) for i in _as_list(individuals)} if individuals is not None else None
+        for sp in sp_dirs:
+            for ind in sorted(sp.glob(f"{INDIVIDUAL_KEY}=*")):
+                if ind_slugs is not None and ind.name.split("=", 1)[1] not in ind_slugs:
+                    continue
+                files.extend(
+                    f for f in sorted(ind.glob(f"{PART_PREFIX}*.parquet")) if batch_of_part(f.name) in committed
+                )
+        return files
+
+    def scan_fixes(self, species=None, individuals=None, start=None, end=None,
+                   columns: Sequence[str] | None = None) -> pa.Table:
+        """Committed fixes as an Arrow table (fixes schema), filtered."""
+        files = self.fix_files(species, individuals)
+        cols = list(columns) if columns is not None else S.FIXES.names
+        if not files:
+            return S.FIXES.arrow_schema().empty_table().select(cols)
+        dataset = ds.dataset([str(f) for f in files], format="parquet", schema=S.FIXES.arrow_schema())
+        expr = None
+        if individuals is not None:
+            expr = ds.field(S.INDIVIDUAL_ID).isin(_as_list(individuals))
+        if species is not None:
+            e = ds.field(S.SPECIES).isin(_as_list(species))
+            expr = e if expr is None else expr & e
+        if start is not None:
+            e = ds.field(S.TIMESTAMP) >= pa.scalar(_utc(start), S.TIMESTAMP_TYPE)
+            expr = e if expr is None else expr & e
+        if end is not None:
+            e = ds.field(S.TIMESTAMP) <= pa.scalar(_utc(end), S.TIMESTAMP_TYPE)
+            expr = e if expr is None else expr & e
+        table = dataset.to_table(columns=cols, filter=expr)
+        sort = [(c, "ascending") for c in (S.INDIVIDUAL_ID, S.TIMESTAMP) if c in cols]
+        return table.sort_by(sort) if sort else table
+
+    def write_reference(self, table: pa.Table) -> None:
+        atomic_write_table(self.reference_path, table)
+
+    def read_reference(self) -> pa.Table | None:
+        return pq.read_table(self.reference_path) if self.reference_path.exists() else None
+
+    def read_quarantine(self) -> pa.Table:
+        committed = self.committed_batches()
+        files = [f for f in sorted(self.quarantine_dir.glob("*.parquet")) if f.stem in committed] \
+            if self.quarantine_dir.exists() else []
+        if not files:
+            from flyway.ingest.quarantine import QUARANTINE_SCHEMA
+
+            return QUARANTINE_SCHEMA.empty_table()
+        return pa.concat_tables([pq.read_table(f) for f in files])
+
+
+def _as_list(values: Iterable[str] | str) -> list[str]:
+    return [values] if isinstance(values, str) else list(values)
+
+
+def _utc(value: Any) -> dt.datetime:
+    ts = pd.Timestamp(value)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.to_pydatetime()
+
+
+def read_fixes(store: str | os.PathLike[str] | Store, species: str | Iterable[str] | None = None,
+               individuals: str | Iterable[str] | None = None, start: Any = None, end: Any = None,
+               columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read committed fixes from a store as a DataFrame with the fixes schema.
+
+    Parameters
+    ----------
+    store : path or Store
+        The store folder.
+    species, individuals : str or list of str, optional
+        Keep only these species (scientific names) / individual ids.
+    start, end : str or datetime, optional
+        Keep fixes with ``start <= timestamp <= end`` (naive values are UTC).
+    columns : list of str, optional
+        Subset of the fixes columns to read.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per fix, sorted by individual and time; ``timestamp`` is
+        tz-aware UTC. Half-written batches (after a crash) are never returned.
+
+    Examples
+    --------
+    >>> fixes = flyway.read_fixes("birds/", species="Grus monacha")  # doctest: +SKIP
+    """
+    st = store if isinstance(store, Store) else Store(store)
+    st.require()
+    table = st.scan_fixes(species, individuals, start, end, columns)
+    return table.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
+
+
+def fixes_geo_table(table: pa.Table, batch_id: str) -> pa.Table:
+    """Attach GeoParquet metadata (bbox, CRS, provenance) to a fixes table."""
+    from flyway.geoparquet import lonlat_bbox
+
+    lon = table.column(S.LON).to_numpy()
+    lat = table.column(S.LAT).to_numpy()
+    return with_geo_metadata(table, S.GEOMETRY, ["Point"], {"table": "fixes", "batch_id": batch_id},
+                             lonlat_bbox(lon, lat))
+
+
+def ledger_state(store: Store) -> dict[str, Any]:
+    """Which committed data a derived table was computed from."""
+    batches = sorted(store.committed_batches())
+    digest = hashlib.sha256("\n".join(batches).encode()).hexdigest()[:16]
+    return {"batches": len(batches), "batches_sha256": digest, "last_batch": batches[-1] if batches else None}
+
+
+def write_derived(store: str | os.PathLike[str] | Store, name: str, table: pa.Table,
+                  params: dict[str, Any] | None = None, geometry_types: list[str] | None = None) -> Path:
+    """Atomically write a derived table (stops, sites, ...) as ``STORE/<name>/<name>.parquet``.
+
+    The flyway version, the parameters and the ledger state it was computed
+    from go into the file's metadata. With a ``geometry`` column the file is
+    GeoParquet 1.1.
+    """
+    from flyway.geoparquet import lonlat_bbox
+
+    st = store if isinstance(store, Store) else Store(store)
+    meta = {"table": name, "parameters": params or {}, "ledger": ledger_state(st)}
+    if S.GEOMETRY in table.column_names:
+        bbox = None
+        if S.LON in table.column_names and table.num_rows:
+            bbox = lonlat_bbox(table.column(S.LON).to_numpy(), table.column(S.LAT).to_numpy())
+        table = with_geo_metadata(table, S.GEOMETRY, geometry_types or [], meta, bbox)
+    else:
+        table = table.replace_schema_metadata({b"flyway": json.dumps(meta, default=str).encode()})
+    return atomic_write_table(st.path / name / f"{name}.parquet", table)
+
+
+def read_derived(store: str | os.PathLike[str] | Store, name: str) -> pd.DataFrame:
+    """Read a derived table written by :func:`write_derived` (empty if never written)."""
+    st = store if isinstance(store, Store) else Store(store)
+    path = st.path / name / f"{name}.parquet"
+    if not path.exists():
+        contract = S.TABLES.get(name)
+        if contract is None:
+            raise StoreError(f"{path}: no {name} table in the store")
+        return contract.empty().to_pandas()
+    return pq.read_table(path).to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
