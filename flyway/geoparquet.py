@@ -1,7 +1,7 @@
 """GeoParquet 1.1 helpers: WKB points from arrays, the ``geo`` metadata, atomic writes.
 
 Files written here are plain GeoParquet 1.1 (WKB encoding, CRS stated as
-``OGC:CRS84`` PROJJSON, ``bbox`` per file) so geopandas, GDAL
+EPSG:4326 PROJJSON, ``bbox`` per file) so geopandas, GDAL
 and DuckDB read them without flyway.
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ def geo_metadata(
     col: dict[str, Any] = {
         "encoding": "WKB",
         "geometry_types": geometry_types,
-        "crs": crs84(),
+        "crs": crs_wgs84(),
     }
     if bbox is not None:
         col["bbox"] = bbox
@@ -59,12 +59,12 @@ def geo_metadata(
 
 
 @functools.lru_cache(maxsize=1)
-def crs84() -> dict[str, Any]:
-    """OGC:CRS84 (lon/lat WGS84) as PROJJSON; written explicitly so readers that
+def crs_wgs84() -> dict[str, Any]:
+    """EPSG:4326 as PROJJSON (GeoParquet keeps x = longitude, y = latitude); written so readers that
     do not apply the spec's default still get the right CRS."""
     from pyproj import CRS
 
-    return CRS.from_string("OGC:CRS84").to_json_dict()
+    return CRS.from_epsg(4326).to_json_dict()
 
 
 def with_geo_metadata(

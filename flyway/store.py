@@ -3,7 +3,7 @@
 Layout (DESIGN.md, "The store")::
 
     STORE/
-      fixes/species=<slug>/individual=<slug>/part-<batch>.parquet
+      fixes/species_slug=<slug>/individual_slug=<slug>/part-<batch>.parquet
       stops/ sites/ coverage/ ...      derived tables, rebuildable
       _ledger.parquet                  one row per ingested file (committed last)
       _quarantine/<batch>.parquet      rejected rows and values, with reasons
@@ -51,8 +51,8 @@ STAGING_DIR = "_staging"
 LOCK_FILE = ".flyway.lock"
 LOCK_INFO_FILE = ".flyway.lock.json"
 PART_PREFIX = "part-"
-SPECIES_KEY = "species"
-INDIVIDUAL_KEY = "individual"
+SPECIES_KEY = "species_slug"  # not "species": a hive key may not shadow a file column
+INDIVIDUAL_KEY = "individual_slug"
 
 STATUS_COMMITTED = "committed"
 STATUS_REJECTED = "rejected"

@@ -1,0 +1,178 @@
+"""The ``flyway`` command line: a thin layer over the Python API.
+
+Each command parses options, calls one API function and renders its result
+(rich tables for people, ``--json`` for machines). A :class:`FlywayError`
+becomes one line on stderr and its exit code; tracebacks only with
+``--verbose``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flyway.errors import FlywayError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="flyway: GPS tags of migratory birds -> stopovers, protection gaps, energy exposure.")
+store_app = typer.Typer(no_args_is_help=True, help="Inspect and export a store.")
+app.add_typer(store_app, name="store")
+
+out = Console()
+err = Console(stderr=True)
+_STATE: dict[str, Any] = {"verbose": False, "quiet": False}
+
+EXIT_PARTIAL = 4  # some input files were rejected, the rest were ingested
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logs and tracebacks."),
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors.")) -> None:
+    _STATE.update(verbose=verbose, quiet=quiet)
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _run(fn: Callable[[], Any]) -> Any:
+    """Call ``fn``; turn a FlywayError into one line on stderr and its exit code."""
+    try:
+        return fn()
+    except FlywayError as exc:
+        if _STATE["verbose"]:
+            err.print_exception()
+        err.print(f"flyway: error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _echo(text: str) -> None:
+    if not _STATE["quiet"]:
+        out.print(text, markup=False, highlight=False)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# --------------------------------------------------------------------------- simulate
+@app.command()
+def simulate(out_dir: Path = typer.Option(..., "--out", help="Folder for the Movebank CSV, reference data and truth."),
+             individuals: int = typer.Option(30, "--individuals", min=1, help="Tagged birds."),
+             days: int = typer.Option(365, "--days", min=1, help="Days of tracking."),
+             seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same files)."),
+             compress: bool = typer.Option(False, "--gzip", help="Write .csv.gz.")) -> None:
+    """Simulate a flyway of the three flagship species as a Movebank export plus planted truth."""
+    from flyway.simulate import write_simulation
+
+    paths = _run(lambda: write_simulation(out_dir, n_individuals=individuals, days=days, seed=seed,
+                                          compress=compress))
+    for kind, path in paths.items():
+        _echo(f"{kind}: {path}")
+
+
+# --------------------------------------------------------------------------- ingest
+@app.command()
+def ingest(files: List[Path] = typer.Argument(..., help="CSV files (.csv, .csv.gz, .zip)."),
+           store: Path = typer.Option(..., "--store", help="Store folder (created if missing)."),
+           reference: Optional[Path] = typer.Option(None, "--reference", help="Movebank reference data CSV."),
+           format: Optional[str] = typer.Option(
+               None, "--format", help="movebank | plain | ornitela | vendor:NAME | vendor:PATH.toml (default: detect)."),
+           tz: Optional[str] = typer.Option(None, "--tz", help="IANA time zone of times without a UTC offset."),
+           species: Optional[str] = typer.Option(None, "--species", help="Species of fixes whose file names none."),
+           as_json: bool = typer.Option(False, "--json", help="Print the ingest report as JSON.")) -> None:
+    """Ingest tag files into the store as one atomic batch."""
+    from flyway.ingest.pipeline import ingest as run_ingest
+
+    def go():
+        fmt = format
+        if fmt and fmt.startswith("vendor:") and not fmt.endswith(".toml"):
+            fmt = fmt.split(":", 1)[1]  # vendor:ornitela -> built-in mapping name
+        return run_ingest(files, store, reference=reference, format=fmt, tz=tz, species=species,
+                          progress=None)
+
+    report = _run(go)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        table = Table(title=f"ingest batch {report.batch_id}")
+        for col in ("file", "status", "format", "read", "kept", "quarantined", "duplicate"):
+            table.add_column(col)
+        for f in report.files:
+            table.add_row(f.file, f.status, f.format, str(f.rows_read), str(f.rows_kept),
+                          str(f.rows_quarantined), str(f.rows_duplicate))
+        if not _STATE["quiet"]:
+            out.print(table)
+    for f in report.rejected:
+        err.print(f"flyway: rejected: {f.message}", markup=False, highlight=False)
+    if report.rejected:
+        raise typer.Exit(EXIT_PARTIAL if len(report.rejected) < len(report.files) else 2)
+
+
+# --------------------------------------------------------------------------- store
+@store_app.command("info")
+def store_info(store: Path = typer.Option(..., "--store"),
+               as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Individuals, species, fixes, time span and quarantined rows of a store."""
+    from flyway.info import store_info as info_fn
+
+    info = _run(lambda: info_fn(store))
+    if as_json:
+        _print_json(info.to_dict())
+        return
+    _echo(f"store {info.store}: {info.individuals} individuals, {info.fixes} fixes, "
+          f"{info.first or '-'} .. {info.last or '-'}")
+    table = Table(title="species")
+    for col in ("species", "individuals", "fixes", "first", "last"):
+        table.add_column(col)
+    for s in info.species:
+        table.add_row(s.species, str(s.individuals), str(s.fixes), s.first or "-", s.last or "-")
+    if not _STATE["quiet"]:
+        out.print(table)
+    _echo(f"files ingested: {info.files_ingested}, rejected: {info.files_rejected}, batches: {info.batches}, "
+          f"part files: {info.part_files}, {info.size_bytes / 1e6:.1f} MB")
+    _echo(f"quarantined rows: {info.quarantined_rows}, values: {info.quarantined_values}"
+          + (f" ({', '.join(f'{k}: {v}' for k, v in info.quarantine_reasons.items())})"
+             if info.quarantine_reasons else ""))
+    for name, n in info.derived.items():
+        _echo(f"{name}: {n} rows")
+
+
+@store_app.command("export")
+def store_export(store: Path = typer.Option(..., "--store"),
+                 out_path: Path = typer.Option(..., "--out", help="Output .csv, .csv.gz or .gpkg."),
+                 species: Optional[List[str]] = typer.Option(None, "--species"),
+                 individual: Optional[List[str]] = typer.Option(None, "--individual"),
+                 start: Optional[str] = typer.Option(None, "--start"),
+                 end: Optional[str] = typer.Option(None, "--end")) -> None:
+    """Export committed fixes to CSV (spreadsheet-safe) or GeoPackage."""
+    from flyway.export import export_fixes
+
+    n = _run(lambda: export_fixes(store, out_path, species or None, individual or None, start, end))
+    _echo(f"wrote {n} fixes to {out_path}")
+
+
+# --------------------------------------------------------------------------- demo
+@app.command()
+def demo(out_dir: Path = typer.Option(Path("flyway-demo"), "--out", help="Working folder of the demo."),
+         individuals: int = typer.Option(30, "--individuals", min=1),
+         days: int = typer.Option(365, "--days", min=1),
+         seed: int = typer.Option(0, "--seed")) -> None:
+    """The embedded default: simulate a flyway, ingest it and summarise it (no downloads)."""
+    from flyway.demo import run_demo
+
+    result = _run(lambda: run_demo(out_dir, n_individuals=individuals, days=days, seed=seed, echo=_echo))
+    _echo(f"demo finished: store at {result['store']}")
+
+
+def main() -> None:  # console-script entry point
+    app()
+
+
+if __name__ == "__main__":
+    main()
