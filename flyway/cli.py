@@ -47,13 +47,19 @@ def _run(fn: Callable[[], Any]) -> Any:
     except FlywayError as exc:
         if _STATE["verbose"]:
             err.print_exception()
-        err.print(f"flyway: error: {exc}", markup=False, highlight=False)
+        _error(f"flyway: error: {exc}")
         raise typer.Exit(exc.exit_code) from None
+
+
+def _error(line: str) -> None:
+    """One unwrapped line on stderr (log collectors and tests read it whole)."""
+    sys.stderr.write(line.replace("\n", " ") + "\n")
+    sys.stderr.flush()
 
 
 def _echo(text: str) -> None:
     if not _STATE["quiet"]:
-        out.print(text, markup=False, highlight=False)
+        out.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_json(data: Any) -> None:
@@ -109,7 +115,7 @@ def ingest(files: List[Path] = typer.Argument(..., help="CSV files (.csv, .csv.g
         if not _STATE["quiet"]:
             out.print(table)
     for f in report.rejected:
-        err.print(f"flyway: rejected: {f.message}", markup=False, highlight=False)
+        _error(f"flyway: rejected: {f.message}")
     if report.rejected:
         raise typer.Exit(EXIT_PARTIAL if len(report.rejected) < len(report.files) else 2)
 

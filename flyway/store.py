@@ -241,11 +241,15 @@ class Store:
 
     # -- reading fixes -----------------------------------------------------
     def fix_files(self, species: Iterable[str] | None = None,
-                  individuals: Iterable[str] | None = None) -> list[Path]:
-        """Committed fixes part files, optionally only some species / individuals."""
+                  individuals: Iterable[str] | None = None, committed: set[str] | None = None) -> list[Path]:
+        """Committed fixes part files, optionally only some species / individuals.
+
+        ``committed`` (the committed batch ids) may be passed in to save
+        re-reading the ledger in a loop.
+        """
         if not self.fixes_dir.exists():
             return []
-        committed = self.committed_batches()
+        committed = self.committed_batches() if committed is None else committed
         sp_dirs = (
             [self.fixes_dir / f"{SPECIES_KEY}={slug(s)}" for s in _as_list(species)]
             if species is not None
@@ -263,9 +267,9 @@ class Store:
         return files
 
     def scan_fixes(self, species=None, individuals=None, start=None, end=None,
-                   columns: Sequence[str] | None = None) -> pa.Table:
+                   columns: Sequence[str] | None = None, committed: set[str] | None = None) -> pa.Table:
         """Committed fixes as an Arrow table (fixes schema), filtered."""
-        files = self.fix_files(species, individuals)
+        files = self.fix_files(species, individuals, committed)
         cols = list(columns) if columns is not None else S.FIXES.names
         if not files:
             return S.FIXES.arrow_schema().empty_table().select(cols)

@@ -12,6 +12,8 @@ import datetime as dt
 import io
 import logging
 import os
+import queue
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -236,12 +238,12 @@ def _stage_source(source: Source, format: str | None, st: Store, stager: Stager,
                                             strings_can_be_null=True, quoted_strings_can_be_null=True),
     )
     quarantine: list[pa.Table] = []
-    next_line, used_invalid, first_batch = 2, 0, True
+    next_line, first_batch = 2, True
     future = pa.scalar(now + FUTURE_TOLERANCE, S.TIMESTAMP_TYPE)
     with reader:
-        for batch in reader:
+        for batch in _prefetch(reader):
             n = batch.num_rows
-            lines, next_line, used_invalid = _line_numbers(n, next_line, invalid, used_invalid)
+            lines, next_line = _line_numbers(n, next_line, invalid)
             fixes, q = parse_batch(batch, lines, ctx, check_file=first_batch)
             first_batch = False
             fixes = apply_reference(fixes, ref)
@@ -294,15 +296,61 @@ def _choose_delimiter(mapping: Mapping, header_line: str, file: str) -> str:
     return guess
 
 
-def _line_numbers(n: int, next_line: int, invalid: list, used: int):
-    """Physical line numbers of ``n`` good rows, skipping lines the parser rejected."""
-    skip = sorted(num for num, _ in invalid[used:] if num is not None)
+def _line_numbers(n: int, next_line: int, invalid: list):
+    """Physical line numbers of ``n`` good rows from ``next_line`` on, skipping lines the parser rejected.
+
+    ``invalid`` may already hold rejected lines of later blocks (the reader
+    runs ahead); they lie beyond this batch's rows and do not shift them.
+    """
+    skip = [num for num, _ in list(invalid) if num is not None and num >= next_line]
     cand = np.arange(next_line, next_line + n + len(skip), dtype=np.int64)
     if skip:
         cand = cand[~np.isin(cand, skip)]
     lines = cand[:n]
     last = int(lines[-1]) + 1 if n else next_line
-    return lines, last, len(invalid)
+    return lines, last
+
+
+def _prefetch(reader, depth: int = 2):
+    """Iterate ``reader`` in a background thread so CSV parsing overlaps our work on the previous block."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in reader:
+                while not stop.is_set():
+                    try:
+                        q.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(exc)
+        finally:
+            q.put(done)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # let a producer blocked on a full queue finish
+            try:
+                q.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        thread.join()
 
 
 def _require_species(fixes: pa.Table, ctx: ParseContext) -> tuple[pa.Table, pa.Table]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,17 @@ class FinalizeResult:
     # per source file: kept and duplicate counts
     kept_by_file: dict[str, int] = field(default_factory=dict)
     duplicate_by_file: dict[str, int] = field(default_factory=dict)
+
+    def merge(self, other: FinalizeResult) -> None:
+        self.part_files.extend(other.part_files)
+        self.rows_kept += other.rows_kept
+        self.rows_duplicate += other.rows_duplicate
+        self.individuals += other.individuals
+        self.quarantine.extend(other.quarantine)
+        for mine, theirs in ((self.kept_by_file, other.kept_by_file),
+                             (self.duplicate_by_file, other.duplicate_by_file)):
+            for k, v in theirs.items():
+                mine[k] = mine.get(k, 0) + v
 
 
 class Stager:
@@ -103,6 +115,7 @@ def finalize(store: Store, batch_id: str, bucket_files: list[Path], exclude: set
     Rows staged by files in ``exclude`` (rejected part-way through) are left out.
     """
     res = FinalizeResult()
+    committed = store.committed_batches()
     for path in bucket_files:
         table = pq.read_table(path)
         if exclude:
@@ -117,15 +130,23 @@ def finalize(store: Store, batch_id: str, bucket_files: list[Path], exclude: set
         change = np.flatnonzero((sp[1:] != sp[:-1]) | (ind[1:] != ind[:-1])) + 1
         starts = np.concatenate([[0], change])
         ends = np.concatenate([change, [table.num_rows]])
-        for a, b in zip(starts, ends):
-            _finalize_individual(store, batch_id, table.slice(a, b - a), res, fsync)
+        # individuals are independent: write them on all cores (Arrow and
+        # Parquet release the GIL); partial results are merged in order
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            parts = pool.map(lambda ab: _finalize_individual(store, batch_id, table.slice(ab[0], ab[1] - ab[0]),
+                                                             fsync, committed), zip(starts, ends))
+            for part in parts:
+                res.merge(part)
     return res
 
 
-def _finalize_individual(store: Store, batch_id: str, new: pa.Table, res: FinalizeResult, fsync: bool) -> None:
+def _finalize_individual(store: Store, batch_id: str, new: pa.Table, fsync: bool,
+                         committed: set[str]) -> FinalizeResult:
+    res = FinalizeResult()
     species = new.column(S.SPECIES)[0].as_py()
     individual = new.column(S.INDIVIDUAL_ID)[0].as_py()
-    old = store.scan_fixes(individuals=[individual], columns=[S.TIMESTAMP, S.LON, S.LAT, S.EVENT_ID])
+    old = store.scan_fixes(individuals=[individual], columns=[S.TIMESTAMP, S.LON, S.LAT, S.EVENT_ID],
+                           committed=committed)
     n_old, n_new = old.num_rows, new.num_rows
     keys = pd.DataFrame({
         "t": np.concatenate([_i64(old.column(S.TIMESTAMP)), _i64(new.column(S.TIMESTAMP))]),
@@ -134,8 +155,8 @@ def _finalize_individual(store: Store, batch_id: str, new: pa.Table, res: Finali
     })
     dup = keys.duplicated(keep="first").to_numpy()[n_old:]
     files = new.column(S.SOURCE_FILE).to_numpy(zero_copy_only=False)
-    for f, c in zip(*np.unique(files[dup], return_counts=True)):
-        res.duplicate_by_file[f] = res.duplicate_by_file.get(f, 0) + int(c)
+    if dup.any():
+        _count_by_file(res.duplicate_by_file, new.column(S.SOURCE_FILE).filter(pa.array(dup)))
     res.rows_duplicate += int(dup.sum())
 
     # duplicate event ids (different fix, same id): quarantine the later one
@@ -157,7 +178,7 @@ def _finalize_individual(store: Store, batch_id: str, new: pa.Table, res: Finali
     keep = ~dup & ~ev_dup
     new = new.filter(pa.array(keep))
     if new.num_rows == 0:
-        return
+        return res
     # same time, different position: keep both, flag both (QC decides later)
     t_all = pd.Series(np.concatenate([_i64(old.column(S.TIMESTAMP)), _i64(new.column(S.TIMESTAMP))]))
     same_t = t_all.duplicated(keep=False).to_numpy()[n_old:]
@@ -165,8 +186,13 @@ def _finalize_individual(store: Store, batch_id: str, new: pa.Table, res: Finali
     flags[same_t] |= np.uint32(S.QCFlag.DUPLICATE_TIMESTAMP)
     new = new.set_column(new.schema.get_field_index(S.QC_FLAGS), S.QC_FLAGS, pa.array(flags, pa.uint32()))
     _write_part(store, batch_id, species, individual, new, res, fsync)
-    for f, c in zip(*np.unique(new.column(S.SOURCE_FILE).to_numpy(zero_copy_only=False), return_counts=True)):
-        res.kept_by_file[f] = res.kept_by_file.get(f, 0) + int(c)
+    _count_by_file(res.kept_by_file, new.column(S.SOURCE_FILE))
+    return res
+
+
+def _count_by_file(counts: dict[str, int], source_files: pa.Array) -> None:
+    for item in pc.value_counts(source_files).to_pylist():
+        counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
 
 
 def _write_part(store: Store, batch_id: str, species: str, individual: str, rows: pa.Table,
