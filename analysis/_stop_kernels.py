@@ -21,16 +21,16 @@ from flyway.analysis._geodesy import (
 
 
 @njit(cache=True)
-def _dq_push_min(dq, tail, vals, k):
-    while tail > 0 and vals[dq[tail - 1]] >= vals[k]:
+def _dq_push_min(dq, head, tail, vals, k):
+    while tail > head and vals[dq[tail - 1]] >= vals[k]:
         tail -= 1
     dq[tail] = k
     return tail + 1
 
 
 @njit(cache=True)
-def _dq_push_max(dq, tail, vals, k):
-    while tail > 0 and vals[dq[tail - 1]] <= vals[k]:
+def _dq_push_max(dq, head, tail, vals, k):
+    while tail > head and vals[dq[tail - 1]] <= vals[k]:
         tail -= 1
     dq[tail] = k
     return tail + 1
@@ -87,10 +87,10 @@ def movingpandas_stops(t, x, y, offsets, max_diameter, min_duration):
         is_stopped = False
         prev_stopped = False
         for k in range(a, b):
-            tl_minx = _dq_push_min(dq_minx, tl_minx, x, k)
-            tl_maxx = _dq_push_max(dq_maxx, tl_maxx, x, k)
-            tl_miny = _dq_push_min(dq_miny, tl_miny, y, k)
-            tl_maxy = _dq_push_max(dq_maxy, tl_maxy, y, k)
+            tl_minx = _dq_push_min(dq_minx, hd_minx, tl_minx, x, k)
+            tl_maxx = _dq_push_max(dq_maxx, hd_maxx, tl_maxx, x, k)
+            tl_miny = _dq_push_min(dq_miny, hd_miny, tl_miny, y, k)
+            tl_maxy = _dq_push_max(dq_maxy, hd_maxy, tl_maxy, y, k)
             if not is_stopped:
                 f = w0
                 while k - f + 1 > 2 and t[k] - t[f] >= min_duration:
@@ -183,10 +183,10 @@ def stop_summaries(t, x, y, starts, ends):
 
 @njit(cache=True)
 def merge_stops(t, x, y, seg_ind, starts, ends, merge_distance, merge_time):
-    """Merge consecutive stops of one individual closer than a distance and a time.
+    """Merge consecutive stops closer than a distance and a time.
 
-    Two stops merge when they belong to the same individual (``seg_ind`` gives
-    the individual code of each fix), the second starts no later than
+    Two stops merge when they lie in the same segment (``seg_ind`` gives the
+    segment code of each fix: one individual, or one gap-free piece), the second starts no later than
     ``merge_time`` after the first ends, and their median centres lie less than
     ``merge_distance`` metres apart (haversine). Chains merge transitively; the
     merged stop spans the first start to the last end.
@@ -203,10 +203,10 @@ def merge_stops(t, x, y, seg_ind, starts, ends, merge_distance, merge_time):
     last_lon = lon[0]
     last_lat = lat[0]
     for i in range(1, m):
-        same_bird = seg_ind[starts[i]] == seg_ind[out_e[k]]
+        same_segment = seg_ind[starts[i]] == seg_ind[out_e[k]]
         close_t = t[starts[i]] - t[out_e[k]] <= merge_time
         close_d = haversine_m(last_lon, last_lat, lon[i], lat[i]) < merge_distance
-        if same_bird and close_t and close_d:
+        if same_segment and close_t and close_d:
             out_e[k] = ends[i]
             mlon, mlat, _, _ = stop_summaries(t, x, y, out_s[k:k + 1], out_e[k:k + 1])
             last_lon = mlon[0]

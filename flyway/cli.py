@@ -163,6 +163,82 @@ def store_export(store: Path = typer.Option(..., "--store"),
     _echo(f"wrote {n} fixes to {out_path}")
 
 
+# --------------------------------------------------------------------------- qc / stops
+SCHEDULER_HELP = ("dask scheduler address (tcp://host:8786); default DASK_SCHEDULER_ADDRESS, "
+                  "else a local cluster. Workers must see the store's folder.")
+
+
+def _cluster(scheduler: Optional[str], in_process: bool, workers: Optional[int]):
+    """The dask client context the CLI runs stages on (library code never starts one itself)."""
+    import os
+    from contextlib import nullcontext
+
+    from flyway.analysis.parallel import ENV_SCHEDULER, local_cluster, resolve_client
+
+    if in_process:
+        return nullcontext(None)
+    if scheduler or os.environ.get(ENV_SCHEDULER):
+        return resolve_client(None, scheduler)
+    return local_cluster(n_workers=workers)
+
+
+@app.command()
+def qc(store: Path = typer.Option(..., "--store"),
+       now: Optional[str] = typer.Option(None, "--now", help="Reference time for future timestamps (UTC)."),
+       config: Optional[Path] = typer.Option(None, "--config", help="Species parameters TOML (overrides)."),
+       as_json: bool = typer.Option(False, "--json")) -> None:
+    """Recompute QC flags (never deleting a fix), write them to the store, print counts per flag."""
+    from flyway.analysis.params import load_species_config
+    from flyway.analysis.runner import run_qc
+
+    res = _run(lambda: run_qc(store, now=now, species_config=load_species_config(config) if config else None))
+    if as_json:
+        _print_json({"fixes": res.fixes, "counts": res.counts, "individuals_rewritten": res.individuals_changed})
+        return
+    table = Table(title=f"QC flags over {res.fixes} fixes")
+    table.add_column("flag")
+    table.add_column("fixes", justify="right")
+    for name, n in res.counts.items():
+        table.add_row(name, str(n))
+    if not _STATE["quiet"]:
+        out.print(table)
+    _echo(f"individuals with changed flags: {res.individuals_changed}")
+
+
+@app.command()
+def stops(store: Path = typer.Option(..., "--store"),
+          method: str = typer.Option("flyway", "--method", help="flyway | movingpandas"),
+          max_diameter: float = typer.Option(2000.0, "--max-diameter", help="Metres."),
+          min_duration: str = typer.Option("24h", "--min-duration", help="pandas duration, e.g. 24h, 2d."),
+          scheduler: Optional[str] = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
+          in_process: bool = typer.Option(False, "--in-process", help="No dask: run in this process."),
+          workers: Optional[int] = typer.Option(None, "--workers", help="Local cluster size (default: cores)."),
+          config: Optional[Path] = typer.Option(None, "--config", help="Species parameters TOML (overrides)."),
+          as_json: bool = typer.Option(False, "--json")) -> None:
+    """Detect stop events per individual and write stops/ into the store."""
+    from flyway.analysis.params import load_species_config
+    from flyway.analysis.runner import run_stops, stops_summary
+
+    def go():
+        cfg = load_species_config(config) if config else None
+        with _cluster(scheduler, in_process, workers) as client:
+            return run_stops(store, method=method, max_diameter=max_diameter, min_duration=min_duration,
+                             client=client, species_config=cfg)
+
+    result = _run(go)
+    summary = stops_summary(result)
+    if as_json:
+        _print_json({"stops": len(result), "species": summary.to_dict(orient="records")})
+        return
+    table = Table(title=f"{len(result)} stops ({method})")
+    for col in summary.columns:
+        table.add_column(col)
+    for row in summary.itertuples(index=False):
+        table.add_row(*[f"{v:.1f}" if isinstance(v, float) else str(v) for v in row])
+    if not _STATE["quiet"]:
+        out.print(table)
+
+
 # --------------------------------------------------------------------------- demo
 @app.command()
 def demo(out_dir: Path = typer.Option(Path("flyway-demo"), "--out", help="Working folder of the demo."),

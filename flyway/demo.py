@@ -1,7 +1,8 @@
 """``flyway demo``: the embedded default run, needing no downloads.
 
-Simulates a flyway of the three flagship species, ingests it into a store and
-prints what is there; later stages (stops, coverage, maps) join as they land.
+Simulates a flyway of the three flagship species, ingests it into a store,
+flags it, detects stops and says how many of the planted stops it recovered;
+later stages (sites, coverage, maps) join as they land.
 """
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
+
+from flyway.analysis.accuracy import truth_recovery
+from flyway.analysis.runner import run_qc, run_stops, stops_summary
 from flyway.info import store_info
 from flyway.ingest.pipeline import ingest
 from flyway.simulate import write_simulation
@@ -32,5 +37,17 @@ def run_demo(out_dir: str | os.PathLike[str], n_individuals: int = 30, days: int
     info = store_info(store)
     for s in info.species:
         echo(f"  {s.species}: {s.individuals} birds, {s.fixes} fixes, {s.first} .. {s.last}")
+    qc = run_qc(store)
+    flagged = {k: v for k, v in qc.counts.items() if v and k != "clean"}
+    echo(f"QC: {qc.counts.get('clean', 0)} clean fixes; flagged: "
+         + ", ".join(f"{k} {v}" for k, v in flagged.items()))
+    stops = run_stops(store)
+    for row in stops_summary(stops).itertuples(index=False):
+        echo(f"  {row.species}: {row.stops} stops of {row.birds} birds, {row.stopovers} stopovers, "
+             f"median stopover {row.median_stopover_days:.1f} days")
+    recovery = truth_recovery(stops, pd.read_csv(paths["truth"]))
+    echo(f"planted stops recovered: {recovery.planted_found} of {recovery.planted} "
+         f"(recall {recovery.recall:.3f}, precision {recovery.precision:.3f})")
     return {"store": str(store), "simulation": {k: str(v) for k, v in paths.items()},
-            "ingest": report.to_dict(), "info": info.to_dict()}
+            "ingest": report.to_dict(), "info": info.to_dict(), "qc": qc.counts,
+            "stops": len(stops), "recovery": recovery.to_dict()}

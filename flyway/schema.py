@@ -39,6 +39,7 @@ SOURCE_LINE = "source_line"
 BATCH_ID = "batch_id"
 QC_FLAGS = "qc_flags"
 GROUND_SPEED_MS = "ground_speed_ms"
+ARGOS_LC = "argos_lc"
 SEX = "sex"
 LIFE_STAGE = "life_stage"
 
@@ -102,6 +103,50 @@ WINTERING_COUNTRY = "wintering_country"
 TIME = "time"
 CRS_VARIABLE = "crs"
 
+# --- scenario outputs: collisions, counterfactual metrics, PBR (issue 9) ---
+# (facility column: FACILITY_ID; species: SPECIES; per-year metric columns of the
+#  side-by-side summary are f"{CPS_MEDIAN}_y{year}" etc.)
+SCENARIO = "scenario"
+YEAR = "year"
+CRM_MODEL = "model"
+COLLISIONS_MEAN = "collisions_mean"
+COLLISIONS_SD = "collisions_sd"
+COLLISIONS_MEDIAN = "collisions_median"
+COLLISIONS_Q2_5 = "collisions_q2.5"
+COLLISIONS_Q97_5 = "collisions_q97.5"
+ADDED_MORTALITY_RATE = "added_mortality_rate"
+ADDED_VS_NATURAL_ADULT_MORTALITY = "added_vs_natural_adult_mortality"
+PBR = "pbr"
+COLLISIONS_OVER_PBR = "collisions_over_pbr"
+LAMBDA_MAX = "lambda_max"
+CPS_MEDIAN = "cps_median"
+CPS_MEAN = "cps_mean"
+CPS_Q2_5 = "cps_q2.5"
+CPS_Q97_5 = "cps_q97.5"
+CGR_MEDIAN = "cgr_median"
+CGR_Q2_5 = "cgr_q2.5"
+CGR_Q97_5 = "cgr_q97.5"
+N_RATIO = "n_ratio"  # matched replicates with a baseline > 0
+P_DECLINE_50 = "p_decline_50"
+P_QUASI_EXTINCTION = "p_quasi_extinction"
+N_MEDIAN = "n_median"
+N_Q2_5 = "n_q2.5"
+N_Q97_5 = "n_q97.5"
+# summaries of Monte-Carlo draws (labels say exactly which quantile)
+PERIOD = "period"
+MEAN = "mean"
+SD = "sd"
+MEDIAN = "median"
+Q2_5 = "q2.5"
+Q25 = "q25"
+Q75 = "q75"
+Q97_5 = "q97.5"
+PARAMETER = "parameter"
+PARAMETER_VALUE = "value"
+PARAMETER_SOURCE = "source"
+PARAMETER_PROXY = "proxy"
+PARAMETER_NOTE = "note"
+
 # Stop kinds (values of KIND)
 KIND_BREEDING = "breeding"
 KIND_WINTERING = "wintering"
@@ -126,6 +171,15 @@ MB_REF_DEPLOY_ON = "deploy-on-date"
 MB_REF_DEPLOY_OFF = "deploy-off-date"
 MB_REF_STUDY_SITE = "study-site"
 # --------------------------------------------------------------------------
+
+# --- quarantine table (flyway.ingest.quarantine; also SOURCE_FILE, BATCH_ID) ---
+Q_LINE = "line"      # physical line of the row in its file (header = line 1)
+Q_COLUMN = "column"  # source column the reason is about ("" for the whole row)
+Q_REASON = "reason"  # stable reason code (flyway.ingest.quarantine)
+Q_DETAIL = "detail"  # human-readable expectation
+Q_VALUE = "value"    # the offending cell text
+Q_ACTION = "action"  # row (row not stored) | value (value nulled, row stored)
+Q_RAW = "raw"        # the row's original text
 
 TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 CRS = "EPSG:4326"
@@ -283,6 +337,7 @@ FIXES = TableSchema(
             (SATELLITES, pa.int16(), True, "count", "satellites used for the fix", "gps:satellite-count"),
             (GROUND_SPEED_MS, pa.float32(), True, "m/s", "speed reported by the tag", "ground-speed"),
             (SENSOR_TYPE, pa.string(), False, "", "sensor type (gps, gnss, argos-doppler-shift ...)", "sensor-type"),
+            (ARGOS_LC, pa.string(), True, "", "Argos location class (G, 3, 2, 1, 0, A, B, Z)", "argos:lc"),
             (EVENT_ID, pa.int64(), True, "", "source event id", "event-id"),
             (SEX, pa.string(), True, "", "m | f | u (reference data)", "animal-sex"),
             (LIFE_STAGE, pa.string(), True, "", "life stage (reference data)", "animal-life-stage"),

@@ -71,6 +71,7 @@ LEDGER_SCHEMA = pa.schema(
         ("rows_duplicate", pa.int64()),
         ("individuals", pa.int64()),
         ("part_files", pa.list_(pa.string())),
+        ("replaces", pa.list_(pa.string())),  # part files this batch supersedes (qc, compaction)
         ("message", pa.string()),
         ("ingested_at", S.TIMESTAMP_TYPE),
         ("flyway_version", pa.string()),
@@ -191,9 +192,13 @@ class Store:
         if not self.ledger_path.exists():
             return LEDGER_SCHEMA.empty_table()
         try:
-            return pq.read_table(self.ledger_path)
+            table = pq.read_table(self.ledger_path)
         except (OSError, pa.ArrowInvalid) as exc:
             raise StoreError(f"{self.ledger_path}: ledger unreadable ({exc})") from exc
+        for fld in LEDGER_SCHEMA:  # ledgers written before a column existed
+            if fld.name not in table.column_names:
+                table = table.append_column(fld, pa.nulls(table.num_rows, fld.type))
+        return table.select(LEDGER_SCHEMA.names).cast(LEDGER_SCHEMA)
 
     def committed_batches(self) -> set[str]:
         led = self.read_ledger()
@@ -203,7 +208,38 @@ class Store:
     def committed_hashes(self) -> set[str]:
         led = self.read_ledger()
         mask = pc.equal(led.column("status"), STATUS_COMMITTED)
-        return set(led.filter(mask).column("sha256").to_pylist())
+        return {h for h in led.filter(mask).column("sha256").to_pylist() if h}
+
+    def replaced_parts(self) -> set[str]:
+        """Part files (relative paths) superseded by a committed rewrite."""
+        return self.snapshot()[1]
+
+    def commit_rewrite(self, batch_id: str, purpose: str, new_parts: list[str], replaced: list[str],
+                       message: str = "") -> None:
+        """Commit part files that supersede others (QC flags, compaction), then delete the old ones.
+
+        Call while holding the write lock, after the new part files are in
+        place. Until this commit readers see the old files; after it the new.
+        """
+        import flyway
+
+        self.append_ledger([{
+            "sha256": "", "source_file": f"<{purpose}>", "size_bytes": None, "batch_id": batch_id,
+            "status": STATUS_COMMITTED, "format": purpose, "rows_read": None, "rows_kept": None,
+            "rows_quarantined": None, "rows_duplicate": None, "individuals": None, "part_files": new_parts,
+            "replaces": replaced, "message": message, "ingested_at": dt.datetime.now(dt.timezone.utc),
+            "flyway_version": flyway.__version__,
+        }])
+        self._delete_replaced()
+
+    def _delete_replaced(self) -> int:
+        removed = 0
+        for rel in self.replaced_parts():
+            f = self.path / rel
+            if f.exists():
+                f.unlink()
+                removed += 1
+        return removed
 
     def append_ledger(self, rows: Sequence[dict[str, Any]]) -> None:
         """Commit ledger rows: atomic replace of ``_ledger.parquet`` (the commit point)."""
@@ -237,19 +273,26 @@ class Store:
             f.unlink()
             removed += 1
         shutil.rmtree(self.path / STAGING_DIR, ignore_errors=True)
-        return removed
+        return removed + self._delete_replaced()
 
     # -- reading fixes -----------------------------------------------------
-    def fix_files(self, species: Iterable[str] | None = None,
-                  individuals: Iterable[str] | None = None, committed: set[str] | None = None) -> list[Path]:
-        """Committed fixes part files, optionally only some species / individuals.
+    def snapshot(self) -> tuple[set[str], set[str]]:
+        """(committed batch ids, replaced part files): what readers may see, from one ledger read."""
+        led = self.read_ledger()
+        led = led.filter(pc.equal(led.column("status"), STATUS_COMMITTED))
+        replaced = {p for lst in led.column("replaces").to_pylist() if lst for p in lst}
+        return set(led.column("batch_id").to_pylist()), replaced
 
-        ``committed`` (the committed batch ids) may be passed in to save
+    def fix_files(self, species: Iterable[str] | None = None, individuals: Iterable[str] | None = None,
+                  snapshot: tuple[set[str], set[str]] | None = None) -> list[Path]:
+        """Committed, current fixes part files, optionally only some species / individuals.
+
+        ``snapshot`` (from :meth:`snapshot`) may be passed in to save
         re-reading the ledger in a loop.
         """
         if not self.fixes_dir.exists():
             return []
-        committed = self.committed_batches() if committed is None else committed
+        committed, replaced = self.snapshot() if snapshot is None else snapshot
         sp_dirs = (
             [self.fixes_dir / f"{SPECIES_KEY}={slug(s)}" for s in _as_list(species)]
             if species is not None
@@ -262,14 +305,16 @@ class Store:
                 if ind_slugs is not None and ind.name.split("=", 1)[1] not in ind_slugs:
                     continue
                 files.extend(
-                    f for f in sorted(ind.glob(f"{PART_PREFIX}*.parquet")) if batch_of_part(f.name) in committed
+                    f for f in sorted(ind.glob(f"{PART_PREFIX}*.parquet"))
+                    if batch_of_part(f.name) in committed and str(f.relative_to(self.path)) not in replaced
                 )
         return files
 
     def scan_fixes(self, species=None, individuals=None, start=None, end=None,
-                   columns: Sequence[str] | None = None, committed: set[str] | None = None) -> pa.Table:
+                   columns: Sequence[str] | None = None,
+                   snapshot: tuple[set[str], set[str]] | None = None) -> pa.Table:
         """Committed fixes as an Arrow table (fixes schema), filtered."""
-        files = self.fix_files(species, individuals, committed)
+        files = self.fix_files(species, individuals, snapshot)
         cols = list(columns) if columns is not None else S.FIXES.names
         if not files:
             return S.FIXES.arrow_schema().empty_table().select(cols)

@@ -38,7 +38,7 @@ from flyway.errors import ConfigError, InputError
 REQUIRED_FIELDS = (S.INDIVIDUAL_ID, S.TIMESTAMP, S.LON, S.LAT)
 MAPPED_FIELDS = (
     S.INDIVIDUAL_ID, S.TAG_ID, S.SPECIES, S.STUDY, S.TIMESTAMP, S.LON, S.LAT, S.ALTITUDE_M,
-    S.HDOP, S.SATELLITES, S.GROUND_SPEED_MS, S.SENSOR_TYPE, S.EVENT_ID,
+    S.HDOP, S.SATELLITES, S.GROUND_SPEED_MS, S.SENSOR_TYPE, S.EVENT_ID, S.ARGOS_LC,
 )
 SPEED_UNITS = {"m/s": 1.0, "km/h": 1 / 3.6, "kn": 0.514444, "mph": 0.44704}
 ALTITUDE_UNITS = {"m": 1.0, "ft": 0.3048}
@@ -207,7 +207,9 @@ def mapping_from_dict(doc: dict[str, Any], source: str = "<mapping>") -> Mapping
 def detect_format(header: list[str]) -> str:
     """Guess the built-in mapping of a header: Movebank, Ornitela or plain."""
     keys = {normalise_header(h) for h in header}
-    if {"locationlong", "locationlat", "timestamp"} <= keys:
+    # Any Movebank attribute name picks the Movebank format, so a Movebank export
+    # that lacks a required column is rejected naming the Movebank column names.
+    if keys & {"locationlong", "locationlat", "individuallocalidentifier"}:
         return "movebank"
     if {"deviceid", "utcdatetime", "latitude", "longitude"} <= keys:
         return "ornitela"

@@ -8,6 +8,7 @@ fixes-schema table (without ``batch_id``), and quarantine records.
 """
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,9 @@ _OFFSET_RE = r"(Z|z|[+-]\d\d(:?\d\d)?)$"
 _CONTROL_RE = r"[\x00-\x1f\x7f]"
 SENTINEL_ALTITUDE_M = 9000.0  # |altitude| >= 9000 m is a logger sentinel (-9999, 99999), not a bird
 NULL_ISLAND_DEG = 1e-6
+# Times before the GPS epoch (1980-01-06) are logger clock resets (the Unix
+# epoch 1970-01-01, or the GPS epoch itself), never the time of a fix.
+EARLIEST_FIX_TIME = dt.datetime(1980, 1, 6, 0, 0, 1, tzinfo=dt.timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ def parse_batch(batch: pa.RecordBatch, lines: np.ndarray, ctx: ParseContext,
 
     def quarantine_rows(mask: np.ndarray, column: str, reason: str, detail: str,
                         values: pa.Array | None, action: str = Q.ROW) -> None:
-        mask = mask & ~drop if action == Q.ROW else mask
+        mask = mask & ~drop  # a row already quarantined whole keeps its raw text; no value records
         rows = np.flatnonzero(mask)
         if rows.size == 0:
             return
@@ -70,7 +74,11 @@ def parse_batch(batch: pa.RecordBatch, lines: np.ndarray, ctx: ParseContext,
         if action == Q.ROW:
             drop[rows] = True
 
-    # -- rows that are not fixes (mapping filter, repeated header lines) ----------
+    # -- rows that are not fixes (empty lines, mapping filter, repeated header lines) -
+    empty = np.ones(n, dtype=bool)
+    for column in batch.columns:
+        empty &= _isnull(_clean_str(column, n))
+    quarantine_rows(empty, "", Q.EMPTY_ROW, "empty line (every cell blank)", None)
     if ctx.mapping.filter_column is not None:
         fi = ctx.mapping.column_index(ctx.header, ctx.mapping.filter_column)
         if fi is not None:
@@ -117,6 +125,9 @@ def parse_batch(batch: pa.RecordBatch, lines: np.ndarray, ctx: ParseContext,
     quarantine_rows(ts_bad, ts_name, Q.BAD_TIMESTAMP, _ts_expectation(ctx), ts_raw)
     quarantine_rows(ts_ambiguous, ts_name, Q.AMBIGUOUS_LOCAL_TIME,
                     f"local time is ambiguous or does not exist in {ctx.timezone}", ts_raw)
+    early = pc.fill_null(pc.less(ts, pa.scalar(EARLIEST_FIX_TIME, S.TIMESTAMP_TYPE)), False)
+    quarantine_rows(early.to_numpy(zero_copy_only=False), ts_name, Q.EPOCH_DEFAULT,
+                    "time before the GPS epoch 1980-01-06: a logger clock reset, not a fix time", ts_raw)
 
     # -- optional values (never cost the row; bad values nulled and kept in quarantine) -
     flags = np.zeros(n, dtype=np.uint32)
@@ -167,6 +178,7 @@ def parse_batch(batch: pa.RecordBatch, lines: np.ndarray, ctx: ParseContext,
         S.GROUND_SPEED_MS: _f32(speed[keep]),
         S.SENSOR_TYPE: pc.utf8_lower(sensor).take(take),
         S.EVENT_ID: event.take(take),
+        S.ARGOS_LC: pc.utf8_upper(_clean_str(col(S.ARGOS_LC), n)).take(take),
         S.SOURCE_FILE: pa.array([ctx.file] * keep.size, pa.string()),
         S.SOURCE_LINE: pa.array(lines[keep].astype(np.int64)),
         S.QC_FLAGS: pa.array(flags[keep], pa.uint32()),
@@ -329,6 +341,11 @@ def _check_coordinates_file(ctx: ParseContext, lon_raw, lat_raw, lon, lat, lon_b
         raise InputError(
             f"{_src(ctx, S.LAT)} = {_first_valid(lat_raw, comma)!r} uses a decimal comma; expected a decimal "
             "point, or a column mapping with decimal = \",\" and delimiter = \";\"", file=ctx.file)
+    for raw, bad, field in ((lat_raw, lat_bad, S.LAT), (lon_raw, lon_bad, S.LON)):
+        if bad.mean() > 0.5:  # e.g. degrees-minutes text (37°24'N, NMEA 3724.123N) in the whole file
+            raise InputError(
+                f"{_src(ctx, field)} = {_first_valid(raw, bad)!r} is not a number in {bad.mean():.0%} of rows; "
+                "expected decimal degrees (e.g. 31.2085)", file=ctx.file)
     valid = ~np.isnan(lon) & ~np.isnan(lat)
     if valid.sum() >= 3:
         with np.errstate(invalid="ignore"):

@@ -398,7 +398,7 @@ def _ledger_rows(report: IngestReport, part_files: list[str], now: dt.datetime) 
             "sha256": fr.sha256, "source_file": fr.file, "size_bytes": fr.size_bytes, "batch_id": report.batch_id,
             "status": fr.status, "format": fr.format, "rows_read": fr.rows_read, "rows_kept": fr.rows_kept,
             "rows_quarantined": fr.rows_quarantined, "rows_duplicate": fr.rows_duplicate,
-            "individuals": None, "part_files": part_files if fr.status == STATUS_COMMITTED else [],
+            "individuals": None, "part_files": part_files if fr.status == STATUS_COMMITTED else [], "replaces": [],
             "message": fr.message, "ingested_at": now, "flyway_version": flyway.__version__,
         })
     return rows

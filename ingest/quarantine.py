@@ -10,6 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from flyway import schema as S
+
 ROW = "row"        # the whole row was not stored
 VALUE = "value"    # the row was stored; this value was nulled
 
@@ -31,18 +33,20 @@ DUPLICATE_EVENT_ID = "duplicate_event_id"
 BAD_VALUE = "bad_value"
 SENTINEL_VALUE = "sentinel_value"
 REPEATED_HEADER = "repeated_header"
+EMPTY_ROW = "empty_row"
+EPOCH_DEFAULT = "epoch_default"
 
 QUARANTINE_SCHEMA = pa.schema(
     [
-        ("source_file", pa.string()),
-        ("line", pa.int64()),
-        ("column", pa.string()),
-        ("reason", pa.string()),
-        ("detail", pa.string()),
-        ("value", pa.string()),
-        ("action", pa.string()),
-        ("raw", pa.string()),
-        ("batch_id", pa.string()),
+        (S.SOURCE_FILE, pa.string()),
+        (S.Q_LINE, pa.int64()),
+        (S.Q_COLUMN, pa.string()),
+        (S.Q_REASON, pa.string()),
+        (S.Q_DETAIL, pa.string()),
+        (S.Q_VALUE, pa.string()),
+        (S.Q_ACTION, pa.string()),
+        (S.Q_RAW, pa.string()),
+        (S.BATCH_ID, pa.string()),
     ]
 )
 
@@ -78,13 +82,13 @@ def empty() -> pa.Table:
 
 
 def with_batch(table: pa.Table, batch_id: str) -> pa.Table:
-    idx = table.schema.get_field_index("batch_id")
-    return table.set_column(idx, "batch_id", pa.array([batch_id] * table.num_rows, pa.string()))
+    idx = table.schema.get_field_index(S.BATCH_ID)
+    return table.set_column(idx, S.BATCH_ID, pa.array([batch_id] * table.num_rows, pa.string()))
 
 
 def summarise(table: pa.Table) -> dict[str, int]:
     """Counts per reason code."""
     if table.num_rows == 0:
         return {}
-    counts = pc.value_counts(table.column("reason")).to_pylist()
+    counts = pc.value_counts(table.column(S.Q_REASON)).to_pylist()
     return {c["values"]: c["counts"] for c in sorted(counts, key=lambda c: -c["counts"])}

@@ -138,4 +138,5 @@ def apply_reference(fixes: pa.Table, reference: pa.Table | None) -> pa.Table:
 def _from_ref(n: int, rows: np.ndarray, values: pd.Series) -> pa.Array:
     out = np.full(n, None, dtype=object)
     out[rows] = values.to_numpy(dtype=object)
-    return pa.array(out, pa.string())
+    # from_pandas: a reference column that is empty comes back from pandas as NaN, not None
+    return pa.array(out, pa.string(), from_pandas=True)

@@ -35,6 +35,7 @@ class Source:
     opener: Callable[[], BinaryIO]
     sha256: str
     size: int  # uncompressed bytes
+    encoding: str = "utf-8"  # declared text encoding (checked when hashed)
 
 
 def open_sources(path: str | Path, encoding: str = "utf-8") -> list[Source]:
@@ -97,7 +98,7 @@ def _make(name: str, path: Path, opener: Callable[[], BinaryIO], encoding: str) 
     digest, size = _hash_and_check(name, opener, encoding)
     if size == 0:
         raise InputError("file is empty (0 bytes after decompression); expected a CSV header line", file=name)
-    return Source(name=name, path=path, opener=opener, sha256=digest, size=size)
+    return Source(name=name, path=path, opener=opener, sha256=digest, size=size, encoding=encoding)
 
 
 def _hash_and_check(name: str, opener: Callable[[], BinaryIO], encoding: str) -> tuple[str, int]:
@@ -139,8 +140,12 @@ def _hash_and_check(name: str, opener: Callable[[], BinaryIO], encoding: str) ->
 
 
 def read_head(source: Source, n_bytes: int = 1 << 16) -> bytes:
-    """The first ``n_bytes`` of a source (decompressed)."""
-    with source.opener() as fh:
+    """About the first ``n_bytes`` of a source, decompressed and as UTF-8.
+
+    Text in another declared encoding (e.g. GB18030 headers) is transcoded, so
+    the header line reads the same as the rows that :func:`text_stream` yields.
+    """
+    with text_stream(source, source.encoding) as fh:
         return fh.read(n_bytes)
 
 

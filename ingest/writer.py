@@ -115,7 +115,7 @@ def finalize(store: Store, batch_id: str, bucket_files: list[Path], exclude: set
     Rows staged by files in ``exclude`` (rejected part-way through) are left out.
     """
     res = FinalizeResult()
-    committed = store.committed_batches()
+    snapshot = store.snapshot()
     for path in bucket_files:
         table = pq.read_table(path)
         if exclude:
@@ -134,19 +134,19 @@ def finalize(store: Store, batch_id: str, bucket_files: list[Path], exclude: set
         # Parquet release the GIL); partial results are merged in order
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             parts = pool.map(lambda ab: _finalize_individual(store, batch_id, table.slice(ab[0], ab[1] - ab[0]),
-                                                             fsync, committed), zip(starts, ends))
+                                                             fsync, snapshot), zip(starts, ends))
             for part in parts:
                 res.merge(part)
     return res
 
 
 def _finalize_individual(store: Store, batch_id: str, new: pa.Table, fsync: bool,
-                         committed: set[str]) -> FinalizeResult:
+                         snapshot: tuple[set[str], set[str]]) -> FinalizeResult:
     res = FinalizeResult()
     species = new.column(S.SPECIES)[0].as_py()
     individual = new.column(S.INDIVIDUAL_ID)[0].as_py()
     old = store.scan_fixes(individuals=[individual], columns=[S.TIMESTAMP, S.LON, S.LAT, S.EVENT_ID],
-                           committed=committed)
+                           snapshot=snapshot)
     n_old, n_new = old.num_rows, new.num_rows
     keys = pd.DataFrame({
         "t": np.concatenate([_i64(old.column(S.TIMESTAMP)), _i64(new.column(S.TIMESTAMP))]),

@@ -1,0 +1,208 @@
+"""The store shell of the QC and stop stages: read fixes, call the cores, write results.
+
+The cores (:mod:`flyway.analysis.qc`, :mod:`flyway.analysis.stops`) never
+touch the filesystem; this module does nothing but move data between them
+and the store. Work is cut into groups of whole individuals so memory stays
+bounded by the group size, not by the store, and groups run on a dask
+cluster when one is given (each task reads its own individuals from the
+store, so workers must see the store's folder).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flyway import schema as S
+from flyway.analysis.countries import country_of
+from flyway.analysis.parallel import resolve_client
+from flyway.analysis.qc import flag_counts, qc_flags
+from flyway.analysis.stops import detect_stops, stop_params, stops_table
+from flyway.store import PART_PREFIX, Store, fixes_geo_table, new_batch_id, write_derived
+
+log = logging.getLogger(__name__)
+
+GROUP_FIXES = 1_000_000  # fixes per task: bounds memory per worker
+STOP_COLUMNS = [S.INDIVIDUAL_ID, S.SPECIES, S.TIMESTAMP, S.LON, S.LAT, S.QC_FLAGS, S.LIFE_STAGE]
+QC_INPUT = [S.INDIVIDUAL_ID, S.SPECIES, S.TIMESTAMP, S.LON, S.LAT, S.HDOP, S.SATELLITES, S.QC_FLAGS]
+
+
+@dataclass(frozen=True)
+class Individual:
+    species: str
+    individual_id: str
+    fixes: int
+
+
+def individuals(store: Store, species: Iterable[str] | None = None,
+                only: Iterable[str] | None = None) -> list[Individual]:
+    """Individuals of a store with their fix counts, from Parquet footers."""
+    snap = store.snapshot()
+    by_folder: dict[Any, list] = {}
+    for f in store.fix_files(species, only, snapshot=snap):
+        by_folder.setdefault(f.parent, []).append(f)
+    out = []
+    for files in by_folder.values():
+        first = pq.read_table(files[0], columns=[S.SPECIES, S.INDIVIDUAL_ID]).slice(0, 1).to_pylist()
+        if not first:
+            continue
+        n = sum(pq.read_metadata(f).num_rows for f in files)
+        out.append(Individual(first[0][S.SPECIES], first[0][S.INDIVIDUAL_ID], n))
+    return sorted(out, key=lambda i: (i.species, i.individual_id))
+
+
+def group_individuals(inds: Sequence[Individual], max_fixes: int = GROUP_FIXES) -> list[list[str]]:
+    """Consecutive groups of whole individuals with at most ``max_fixes`` fixes each (or one bird)."""
+    groups: list[list[str]] = []
+    current: list[str] = []
+    size = 0
+    for ind in inds:
+        if current and size + ind.fixes > max_fixes:
+            groups.append(current)
+            current, size = [], 0
+        current.append(ind.individual_id)
+        size += ind.fixes
+    if current:
+        groups.append(current)
+    return groups
+
+
+# ------------------------------------------------------------------------------------------ QC
+@dataclass
+class QCResult:
+    """Counts per flag over the whole store, and how many part files were rewritten."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    fixes: int = 0
+    individuals_changed: int = 0
+    batch_id: str | None = None
+
+
+def run_qc(store: str | os.PathLike[str] | Store, now: Any = None, species_config=None,
+           individuals_only: Iterable[str] | None = None, lock: bool = True) -> QCResult:
+    """Recompute QC flags of every fix and write them back into the store.
+
+    Flags of an individual are rewritten (a new part file that supersedes its
+    old ones, committed through the ledger) only when they changed, so a
+    re-run on unchanged data writes nothing. Crash-safe like ingest. Takes
+    the store's write lock unless ``lock=False`` (the caller holds it).
+    """
+    st = store if isinstance(store, Store) else Store(store)
+    st.require()
+    result = QCResult()
+    total = np.zeros(0, np.uint32)
+    with st.lock("qc") if lock else nullcontext():
+        st.remove_uncommitted()
+        snap = st.snapshot()
+        batch_id = new_batch_id()
+        new_parts: list[str] = []
+        replaced: list[str] = []
+        for group in group_individuals(individuals(st, only=individuals_only)):
+            table = st.scan_fixes(individuals=group, snapshot=snap)
+            frame = table.select(QC_INPUT).to_pandas()
+            flags = qc_flags(frame, now=now, species_config=species_config)
+            total = np.concatenate([total, flags])
+            old = table.column(S.QC_FLAGS).to_numpy()
+            ids = table.column(S.INDIVIDUAL_ID).to_numpy(zero_copy_only=False)
+            table = table.set_column(table.schema.get_field_index(S.QC_FLAGS), S.QC_FLAGS, pa.array(flags, pa.uint32()))
+            for ind in group:
+                sel = ids == ind
+                if np.array_equal(old[sel], flags[sel]):
+                    continue
+                rows = table.filter(pa.array(sel))
+                new_parts.append(_write_rewrite(st, batch_id, rows))
+                replaced.extend(str(f.relative_to(st.path)) for f in st.fix_files(individuals=[ind], snapshot=snap))
+                result.individuals_changed += 1
+        if new_parts:
+            st.commit_rewrite(batch_id, "qc", new_parts, replaced, message=f"now={now}")
+            result.batch_id = batch_id
+    result.counts = flag_counts(total)
+    result.fixes = int(total.size)
+    return result
+
+
+def _write_rewrite(st: Store, batch_id: str, rows: pa.Table) -> str:
+    """Write one individual's rows as ``part-<batch>.parquet`` (tmp, fsync, rename); returns its path."""
+    from flyway.geoparquet import atomic_write_table
+
+    species = rows.column(S.SPECIES)[0].as_py()
+    ind = rows.column(S.INDIVIDUAL_ID)[0].as_py()
+    rows = rows.set_column(rows.schema.get_field_index(S.BATCH_ID), S.BATCH_ID,
+                           pa.array([batch_id] * rows.num_rows, pa.string()))
+    path = st.partition_dir(species, ind) / f"{PART_PREFIX}{batch_id}.parquet"
+    atomic_write_table(path, fixes_geo_table(S.FIXES.conform(rows.select(S.FIXES.names)), batch_id))
+    return str(path.relative_to(st.path))
+
+
+# --------------------------------------------------------------------------------------- stops
+def _stops_task(store_path: str, group: list[str], snapshot: tuple[set[str], set[str]],
+                kwargs: dict[str, Any]) -> pd.DataFrame:
+    """Pure function of its inputs: the stops of some individuals of a store snapshot."""
+    st = Store(store_path)
+    frame = st.scan_fixes(individuals=group, columns=STOP_COLUMNS, snapshot=snapshot).to_pandas()
+    return detect_stops(frame, **kwargs)
+
+
+def run_stops(store: str | os.PathLike[str] | Store, method: str = "flyway", max_diameter: float = 2000.0,
+              min_duration: Any = "24h", *, client: Any = None, scheduler: str | None = None,
+              individuals_only: Iterable[str] | None = None, boundaries=None, write: bool = True,
+              progress: Callable[[int, int], None] | None = None, lock: bool = True,
+              **options: Any) -> pd.DataFrame:
+    """Detect stops for the whole store (or some individuals) and write ``stops/``.
+
+    Runs on ``client`` / ``scheduler`` / ``DASK_SCHEDULER_ADDRESS`` when given,
+    otherwise in this process. The country of each stop comes from Natural
+    Earth outlines (or ``boundaries``). The table is written atomically with
+    the effective parameters and the ledger state in its metadata.
+    """
+    st = store if isinstance(store, Store) else Store(store)
+    st.require()
+    snap = st.snapshot()
+    groups = group_individuals(individuals(st, only=individuals_only))
+    kwargs = dict(method=method, max_diameter=max_diameter, min_duration=min_duration, **options)
+    task = partial(_stops_task, str(st.path.resolve()), snapshot=snap, kwargs=kwargs)
+    frames: list[pd.DataFrame] = []
+    with resolve_client(client, scheduler) as c:
+        if c is None:
+            for i, g in enumerate(groups):
+                frames.append(task(g))
+                if progress:
+                    progress(i + 1, len(groups))
+        else:
+            log.info("stops: %d groups on %s", len(groups), c.scheduler.address)
+            frames = c.gather(c.map(task, groups, pure=True))
+    frames = [f for f in frames if len(f)]
+    stops = (pd.concat(frames, ignore_index=True) if frames
+             else detect_stops(pd.DataFrame({c: pd.Series(dtype=object) for c in STOP_COLUMNS}).astype(
+                 {S.TIMESTAMP: "datetime64[us, UTC]", S.LON: float, S.LAT: float}), **kwargs))
+    stops = stops.sort_values([S.INDIVIDUAL_ID, S.START_TIME], kind="mergesort", ignore_index=True)
+    if len(stops):
+        stops[S.COUNTRY] = country_of(stops[S.LON].to_numpy(), stops[S.LAT].to_numpy(), boundaries)
+    if write:
+        params = stop_params(method, max_diameter, min_duration, **options).as_metadata()
+        with st.lock("stops") if lock else nullcontext():
+            write_derived(st, S.STOPS.name, stops_table(stops), params=params, geometry_types=["Point"])
+    return stops
+
+
+def stops_summary(stops: pd.DataFrame) -> pd.DataFrame:
+    """Per species: birds, stops, stopovers and the median stopover length (days)."""
+    if stops.empty:
+        return pd.DataFrame(columns=["species", "birds", "stops", "stopovers", "median_stopover_days"])
+    stopover = stops[S.KIND] == S.KIND_STOPOVER
+    g = stops.groupby(S.SPECIES)
+    out = pd.DataFrame({
+        "birds": g[S.INDIVIDUAL_ID].nunique(),
+        "stops": g.size(),
+        "stopovers": stopover.groupby(stops[S.SPECIES]).sum(),
+        "median_stopover_days": stops[stopover].groupby(S.SPECIES)[S.DURATION_H].median() / 24.0,
+    }).reset_index()
+    return out
