@@ -29,7 +29,43 @@ from flyway.export import export_fixes  # noqa: E402
 from flyway.info import store_info  # noqa: E402
 from flyway.store import read_derived, read_fixes  # noqa: E402
 
+# Analysis functions are imported on first use (numba, dask and scikit-learn
+# are slow to import and most commands need only some of them).
+_LAZY = {
+    "detect_stops": "flyway.analysis.stops",
+    "qc_flags": "flyway.analysis.qc",
+    "run_qc": "flyway.analysis.runner",
+    "run_stops": "flyway.analysis.runner",
+    "detect_stops_parallel": "flyway.analysis.parallel",
+    "truth_recovery": "flyway.analysis.accuracy",
+    "simulate_flyway": "flyway.simulate",
+    "write_simulation": "flyway.simulate",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flyway' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def read_stops(store) -> "pandas.DataFrame":  # noqa: F821
+    """The committed stops table of a store (``flyway stops`` writes it), schema columns."""
+    return read_derived(store, "stops")
+
+
+def read_sites(store) -> "pandas.DataFrame":  # noqa: F821
+    """The committed sites table of a store, schema columns."""
+    return read_derived(store, "sites")
+
+
 __all__ = [
     "ConfigError", "FlywayError", "InputError", "SchemaError", "StoreError",
-    "export_fixes", "ingest", "read_derived", "read_fixes", "store_info",
+    "export_fixes", "ingest", "read_derived", "read_fixes", "read_sites", "read_stops", "store_info",
+    *_LAZY,
 ]

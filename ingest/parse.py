@@ -76,8 +76,10 @@ def parse_batch(batch: pa.RecordBatch, lines: np.ndarray, ctx: ParseContext,
 
     # -- rows that are not fixes (empty lines, mapping filter, repeated header lines) -
     empty = np.ones(n, dtype=bool)
-    for column in batch.columns:
-        empty &= _isnull(_clean_str(column, n))
+    for column in batch.columns:  # the reader makes empty cells null; stop at the first filled column
+        empty &= _isnull(column)
+        if not empty.any():
+            break
     quarantine_rows(empty, "", Q.EMPTY_ROW, "empty line (every cell blank)", None)
     if ctx.mapping.filter_column is not None:
         fi = ctx.mapping.column_index(ctx.header, ctx.mapping.filter_column)

@@ -244,6 +244,10 @@ def _stage_source(source: Source, format: str | None, st: Store, stager: Stager,
         for batch in _prefetch(reader):
             n = batch.num_rows
             lines, next_line = _line_numbers(n, next_line, invalid)
+            breaks = _line_breaks(batch)
+            if breaks is not None:  # quoted cells spanning lines push later rows down
+                lines = lines + (np.cumsum(breaks) - breaks)
+                next_line += int(breaks.sum())
             fixes, q = parse_batch(batch, lines, ctx, check_file=first_batch)
             first_batch = False
             fixes = apply_reference(fixes, ref)
@@ -255,6 +259,10 @@ def _stage_source(source: Source, format: str | None, st: Store, stager: Stager,
             if progress:
                 progress(source.name, n)
     bad_rows = [(num, text) for num, text in invalid if text.strip()]
+    for num, text in bad_rows:
+        if text.count('"') % 2:
+            raise InputError("a quote opened on this line is never closed; the rest of the file would be read "
+                             "as one cell", file=source.name, line=num)
     fr.rows_read += len(bad_rows)
     if bad_rows:
         nums = np.array([r[0] if r[0] is not None else -1 for r in bad_rows], dtype=np.int64)
@@ -265,6 +273,17 @@ def _stage_source(source: Source, format: str | None, st: Store, stager: Stager,
         fr.message = "header only: no data rows"
         log.warning("%s: header only, no data rows", source.name)
     return pa.concat_tables(quarantine) if quarantine else Q.empty()
+
+
+def _line_breaks(batch: pa.RecordBatch) -> np.ndarray | None:
+    """Line breaks inside each row's cells (quoted multi-line values), or None when there are none."""
+    total = None
+    for column in batch.columns:
+        counts = pc.count_substring(column, "\n")
+        if pc.max(counts).as_py():
+            arr = counts.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+            total = arr if total is None else total + arr
+    return total
 
 
 def _choose_mapping(format: str | None, header_line: str) -> Mapping:
