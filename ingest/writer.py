@@ -67,7 +67,7 @@ class Stager:
         self.n_buckets = n_buckets
         full = S.FIXES.arrow_schema()
         self.schema = pa.schema([full.field(c) for c in _STAGED])
-        self._writers: dict[int, pq.ParquetWriter] = {}
+        self._writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
         self.rejected: set[str] = set()
 
     def forget(self, source_file: str) -> None:
@@ -93,14 +93,15 @@ class Stager:
             part = table.take(pa.array(chunk, pa.int64()))
             writer = self._writers.get(b)
             if writer is None:
-                writer = pq.ParquetWriter(self.dir / f"bucket-{b:03d}.parquet", self.schema, compression="lz4")
+                # Arrow IPC, uncompressed: staging is written once and read once, so speed beats size
+                writer = pa.ipc.new_file(str(self.dir / f"bucket-{b:03d}.arrow"), self.schema)
                 self._writers[b] = writer
             writer.write_table(part)
 
     def close(self) -> list[Path]:
         for w in self._writers.values():
             w.close()
-        return [self.dir / f"bucket-{b:03d}.parquet" for b in sorted(self._writers)]
+        return [self.dir / f"bucket-{b:03d}.arrow" for b in sorted(self._writers)]
 
 
 def _bucket(individual_id: str, n: int) -> int:
@@ -117,7 +118,8 @@ def finalize(store: Store, batch_id: str, bucket_files: list[Path], exclude: set
     res = FinalizeResult()
     snapshot = store.snapshot()
     for path in bucket_files:
-        table = pq.read_table(path)
+        with pa.memory_map(str(path)) as source:
+            table = pa.ipc.open_file(source).read_all()
         if exclude:
             table = table.filter(pc.invert(pc.is_in(table.column(S.SOURCE_FILE), pa.array(sorted(exclude)))))
         if table.num_rows == 0:

@@ -123,25 +123,33 @@ def large_array_factor(turbines: int, rotor_radius_m, width_km, transit_probabil
     return 1 - (n - 1) / (2 * n) * risk + (n - 1) * (n - 2) / (6 * n ** 2) * risk ** 2
 
 
-def fhd_on_rotor(fhd, hub_height_m, rotor_radius_m, tidal_offset_m: float) -> np.ndarray:
+def fhd_on_rotor(fhd, hub_height_m, rotor_radius_m, tidal_offset_m: float, rows=None) -> np.ndarray:
     """``d(y) = R * fhd(hub + yR + tide)`` at the 41 heights y = -1, -0.95 … 1 (linear interpolation).
 
-    ``fhd`` (n, H) or (H,): share of flights per 1-m band from 0 m. Heights
-    beyond the table count as zero. Returns (n, 41).
+    ``fhd`` (n, H) or (H,): share of flights per 1-m band from 0 m; or (B, H)
+    bootstrap samples with ``rows`` (n,) the sample used by each draw.
+    Heights beyond the table count as zero. Returns (n, 41).
     """
     fhd = np.atleast_2d(np.asarray(fhd, float))
     hub = np.asarray(hub_height_m, float)[:, None]
     r = np.asarray(rotor_radius_m, float)[:, None]
-    n = max(fhd.shape[0], hub.shape[0])
+    n = max(fhd.shape[0] if rows is None else len(rows), hub.shape[0])
     h = hub + _Y[None, :] * r + tidal_offset_m
     lo = np.floor(h).astype(np.int64)
     hi = np.ceil(h).astype(np.int64)
     padded = np.concatenate([fhd, np.zeros((fhd.shape[0], 1))], axis=1)
     top = fhd.shape[1]
     lo_c, hi_c = np.clip(lo, 0, top), np.clip(hi, 0, top)
-    rows = np.broadcast_to(np.arange(fhd.shape[0])[:, None], (n, 41)) if fhd.shape[0] > 1 else np.zeros((n, 41), np.int64)
-    f_lo = padded[rows, lo_c]
-    f_hi = padded[rows, hi_c]
+    if rows is not None:
+        idx = np.asarray(rows, np.int64)[:, None]
+    elif fhd.shape[0] > 1:
+        idx = np.arange(fhd.shape[0])[:, None]
+    else:
+        idx = np.zeros((n, 1), np.int64)
+    flat = padded.ravel()
+    width = padded.shape[1]
+    f_lo = flat[idx * width + lo_c]
+    f_hi = flat[idx * width + hi_c]
     d = r * (f_lo + (f_lo - f_hi) * (lo - h))
     return np.where(h < 0, 0.0, d)
 
@@ -249,7 +257,7 @@ class BandDraws:
     avoidance_basic: np.ndarray
     avoidance_extended: np.ndarray
     rotor_height_share: np.ndarray | None
-    fhd: np.ndarray | None  # (n, H) or (1, H)
+    fhd: np.ndarray | None  # (n, H), (1, H), or (B, H) bootstrap samples indexed by fhd_row
     density_km2: np.ndarray  # (n, 12)
     rotor_radius_m: np.ndarray
     hub_height_m: np.ndarray
@@ -257,6 +265,7 @@ class BandDraws:
     rpm: np.ndarray
     pitch_deg: np.ndarray
     operational_share: np.ndarray  # (n, 12)
+    fhd_row: np.ndarray | None = None  # (n,) row of ``fhd`` used by each draw
 
 
 def _mean(d):
@@ -308,7 +317,7 @@ def collisions_from_draws(dr: BandDraws, species: SpeciesParams, wf: WindFarmPar
         return flux * op * factor[:, None]
     if dr.fhd is None:
         raise ValueError(f"option {option} needs a flight_height_distribution for the species")
-    d_y = fhd_on_rotor(dr.fhd, dr.hub_height_m, dr.rotor_radius_m, wf.tidal_offset_m)
+    d_y = fhd_on_rotor(dr.fhd, dr.hub_height_m, dr.rotor_radius_m, wf.tidal_offset_m, dr.fhd_row)
     if option == 2:
         factor = rotor_height_share_from_fhd(d_y) * pbar * (1 - dr.avoidance_basic) * lac
         return flux * op * factor[:, None]

@@ -18,6 +18,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from flyway import schema as S
+
 from .band import BandDraws, collisions_from_draws, migrant_flux
 from .distributions import Dist, as_dist
 from .params import MONTHS, SpeciesParams, WindFarmParams
@@ -25,23 +27,26 @@ from .params import MONTHS, SpeciesParams, WindFarmParams
 log = logging.getLogger(__name__)
 
 __all__ = ["sample_band_draws", "StochasticCollisions", "stochastic_band", "migrant_collisions",
-           "summarise_draws", "QUANTILES"]
+           "migrant_collision_draws", "summarise_draws", "QUANTILES"]
 
 QUANTILES = (0.025, 0.25, 0.5, 0.75, 0.975)
 
 
+_LABELS = {0.025: S.Q2_5, 0.25: S.Q25, 0.5: S.MEDIAN, 0.75: S.Q75, 0.975: S.Q97_5}
+
+
 def _label(q: float) -> str:
-    return "median" if q == 0.5 else f"q{100 * q:g}"
+    return _LABELS[q]
 
 
 def summarise_draws(draws: np.ndarray, labels: Sequence[str]) -> pd.DataFrame:
     """Mean, sd and the 2.5/25/50/75/97.5 % quantiles of each column of ``draws`` (n, k)."""
     draws = np.atleast_2d(draws)
-    out = {"mean": draws.mean(axis=0), "sd": draws.std(axis=0, ddof=1) if draws.shape[0] > 1 else np.zeros(draws.shape[1])}
+    out = {S.MEAN: draws.mean(axis=0), S.SD: draws.std(axis=0, ddof=1) if draws.shape[0] > 1 else np.zeros(draws.shape[1])}
     qs = np.quantile(draws, QUANTILES, axis=0)
     for q, row in zip(QUANTILES, qs):
         out[_label(q)] = row
-    return pd.DataFrame(out, index=pd.Index(list(labels), name="period"))
+    return pd.DataFrame(out, index=pd.Index(list(labels), name=S.PERIOD))
 
 
 def _draw(d: Dist, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -66,7 +71,8 @@ def sample_band_draws(species: SpeciesParams, wf: WindFarmParams, n: int, rng: n
         avoidance_basic=_draw(sp.avoidance_basic, rng, n),
         avoidance_extended=_draw(sp.avoidance_extended, rng, n),
         rotor_height_share=_draw(sp.rotor_height_share, rng, n) if sp.rotor_height_share is not None else None,
-        fhd=fhd.sample(rng, n) if fhd is not None and not fhd.is_fixed else (fhd.samples if fhd is not None else None),
+        fhd=fhd.samples if fhd is not None else None,
+        fhd_row=rng.integers(0, fhd.samples.shape[0], n) if fhd is not None and not fhd.is_fixed else None,
         density_km2=dens,
         rotor_radius_m=_draw(w.rotor_radius_m, rng, n),
         hub_height_m=_draw(w.hub_height_m, rng, n),
@@ -136,36 +142,34 @@ def stochastic_band(species: SpeciesParams | Mapping[str, Any], wind_farm: WindF
 def _slice(dr: BandDraws, sl: slice) -> BandDraws:
     kw = {}
     for name, value in dr.__dict__.items():
-        if value is None or (name == "fhd" and value.shape[0] == 1):
+        if value is None or name == "fhd":
             kw[name] = value
         else:
             kw[name] = value[sl]
     return BandDraws(**kw)
 
 
-def migrant_collisions(species: SpeciesParams | Mapping[str, Any], wind_farm: WindFarmParams | Mapping[str, Any],
-                       birds_passing: Mapping[str, Any], *, draws: int = 1000,
-                       seed: int | np.random.SeedSequence | None = None) -> pd.DataFrame:
-    """Collisions of migrants crossing the wind-farm front (Band 2000; stochLAB ``mig_stoch_crm``).
+def migrant_collision_draws(species: SpeciesParams | Mapping[str, Any], wind_farm: WindFarmParams | Mapping[str, Any],
+                            birds_passing: Mapping[str, Any], *, draws: int = 1000,
+                            seed: int | np.random.SeedSequence | None = None) -> tuple[list[str], np.ndarray]:
+    """Draws of collisions of migrants crossing the wind-farm front (Band 2000; stochLAB ``mig_stoch_crm``).
 
     Option 1 with the migrant flux ``N_pass T pi R / (2 W)``: collisions =
-    flux × rotor-height share × P̄ × operational share × (1 − basic avoidance)
-    × large-array correction. Unlike ``mig_stoch_crm`` the operational share
-    includes downtime and the nocturnal activity is not forced to zero (it
-    does not enter a front flux).
+    flux × rotor-height share × P̄ × operational share (mean over the
+    season's months) × (1 − basic avoidance) × large-array correction. Unlike
+    ``mig_stoch_crm`` the operational share includes downtime.
 
     Parameters
     ----------
     birds_passing
-        Season name → number of birds passing the front in that season (a
-        number or ``{mean, sd}``), with the months of the season in
-        ``{"months": [...]}`` optional (1-based; default all year) e.g.
-        ``{"spring": {"mean": 4000, "sd": 500, "months": [3, 4]}}``.
+        Season name → birds passing the front in that season: a number, or
+        ``{mean, sd[, months]}`` with the season's months (1-based; default
+        all year), e.g. ``{"spring": {"mean": 4000, "sd": 500, "months": [3, 4]}}``.
 
     Returns
     -------
-    DataFrame
-        One row per season (plus ``year``): mean, sd, median, quantiles.
+    seasons : list of str
+    draws : ndarray, shape (draws, seasons)
     """
     sp = SpeciesParams.from_mapping(species)
     wf = WindFarmParams.from_mapping(wind_farm)
@@ -181,12 +185,17 @@ def migrant_collisions(species: SpeciesParams | Mapping[str, Any], wind_farm: Wi
         n_pass = passing.sample(rng, draws)
         op = dr.operational_share[:, [m - 1 for m in months]].mean(axis=1)
         flux = migrant_flux(n_pass, wf.turbines, dr.rotor_radius_m, wf.width_km)
-        # one "month" column carries the season's flux; operational share of its months
+        # every "month" column carries the season's flux and operational share; keep the first
         season_dr = _with(dr, operational_share=np.repeat(op[:, None], 12, axis=1))
-        c = collisions_from_draws(season_dr, sp, wf, 1, flux=np.repeat(flux[:, None], 12, axis=1))[:, 0]
-        cols.append(c)
-        names.append(season)
-    mat = np.column_stack(cols)
+        cols.append(collisions_from_draws(season_dr, sp, wf, 1, flux=np.repeat(flux[:, None], 12, axis=1))[:, 0])
+        names.append(str(season))
+    return names, np.column_stack(cols)
+
+
+def migrant_collisions(species, wind_farm, birds_passing: Mapping[str, Any], *, draws: int = 1000,
+                       seed: int | np.random.SeedSequence | None = None) -> pd.DataFrame:
+    """Summary of :func:`migrant_collision_draws`: one row per season plus ``year``."""
+    names, mat = migrant_collision_draws(species, wind_farm, birds_passing, draws=draws, seed=seed)
     return summarise_draws(np.column_stack([mat, mat.sum(axis=1)]), [*names, "year"])
 
 

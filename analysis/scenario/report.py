@@ -1,0 +1,148 @@
+"""Writers of a scenario run: CSV tables and a self-contained HTML page with fan charts.
+
+Every user-supplied string (titles, scenario, facility and species names,
+sources) is escaped with :func:`html.escape`; figures are inline PNG (base64).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from flyway import schema as S
+
+from .run import ScenarioResult
+
+log = logging.getLogger(__name__)
+
+__all__ = ["write_csv", "write_html", "fan_chart_png"]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_csv(result: ScenarioResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``summary.csv``, ``collisions.csv``, ``metrics.csv``, ``trajectories.csv``, ``parameters.csv``.
+
+    Returns
+    -------
+    dict
+        Table name → path written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name in ("summary", "collisions", "metrics", "trajectories", "parameters"):
+        frame: pd.DataFrame = getattr(result, name)
+        path = out / f"{name}.csv"
+        _atomic_write(path, frame.to_csv(index=False).encode("utf-8"))
+        paths[name] = path
+    return paths
+
+
+def fan_chart_png(result: ScenarioResult, species: str) -> bytes:
+    """Fan chart (median, 50 % and 95 % bands) of the population per scenario, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    tq = result.trajectories[result.trajectories[S.SPECIES] == species]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    colours = plt.get_cmap("tab10")
+    for i, (name, g) in enumerate(tq.groupby(S.SCENARIO, sort=False)):
+        c = colours(i % 10)
+        ax.fill_between(g[S.YEAR], g[S.Q2_5], g[S.Q97_5], color=c, alpha=0.12, linewidth=0)
+        ax.fill_between(g[S.YEAR], g[S.Q25], g[S.Q75], color=c, alpha=0.25, linewidth=0)
+        ax.plot(g[S.YEAR], g[S.MEDIAN], color=c, label=str(name))
+    ax.set_xlabel("years from now")
+    ax.set_ylabel("individuals")
+    ax.set_title(f"{species}: median, 50 % and 95 % of {result.replicates} matched replicates")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _table(frame: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = []
+    for _, row in frame.iterrows():
+        cells = []
+        for v in row:
+            if isinstance(v, (float, np.floating)):
+                text = "" if np.isnan(v) else floatfmt.format(v)
+            else:
+                text = str(v)
+            cells.append(f"<td>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+_CSS = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
+        "font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+        "th{background:#eee}td:first-child,td:nth-child(2){text-align:left}.note{color:#555;font-size:13px}")
+
+
+def write_html(result: ScenarioResult, out_dir: str | Path, *, filename: str = "scenario.html") -> Path:
+    """Write the side-by-side page: summary per species, collisions per facility, fan charts, parameters."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = result.config
+    years = cfg.run.output_years
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(cfg.title or 'Scenario')}</title>"
+             f"<style>{_CSS}</style></head><body>",
+             f"<h1>{html.escape(cfg.title or 'Scenario comparison')}</h1>",
+             f"<p class='note'>Scenario file: {html.escape(cfg.source)}. "
+             f"Species table version {html.escape(cfg.species.version)}.</p>"]
+    parts += [f"<p class='note'>{html.escape(n)}</p>" for n in result.notes]
+    for species in result.summary[S.SPECIES].unique():
+        s = result.summary[result.summary[S.SPECIES] == species]
+        cols = [S.SCENARIO, S.COLLISIONS_MEAN, S.COLLISIONS_Q2_5, S.COLLISIONS_Q97_5, S.ADDED_VS_NATURAL_ADULT_MORTALITY,
+                S.COLLISIONS_OVER_PBR]
+        for t in years:
+            cols += [f"{S.CPS_MEDIAN}_y{t}", f"{S.CGR_MEDIAN}_y{t}", f"{S.P_DECLINE_50}_y{t}"]
+        common = cfg.species[species].common_name
+        parts.append(f"<h2>{html.escape(common)} (<i>{html.escape(species)}</i>)</h2>")
+        parts.append(f"<p>PBR {s[S.PBR].iloc[0]:.3g} birds/yr (λ<sub>max</sub> {s[S.LAMBDA_MAX].iloc[0]:.4f}); "
+                     "collisions per year with 95 % interval; CPS and CGR are medians over matched replicates.</p>")
+        parts.append(_table(s[cols]))
+        png = base64.b64encode(fan_chart_png(result, species)).decode("ascii")
+        parts.append(f"<img alt='fan chart {html.escape(species)}' src='data:image/png;base64,{png}'>")
+    parts.append("<h2>Collisions per facility</h2>")
+    parts.append(_table(result.collisions))
+    parts.append("<h2>Facilities</h2><ul>")
+    for fac in cfg.facilities.values():
+        c = fac.geometry.centroid
+        parts.append(f"<li>{html.escape(fac.id)} — {html.escape(fac.name)} ({html.escape(fac.kind)}), "
+                     f"centre {c.y:.4f}°N {c.x:.4f}°E</li>")
+    parts.append("</ul><h2>Parameters and their sources</h2>"
+                 "<p class='note'>A non-empty <b>proxy</b> marks a value borrowed from another species or from guidance.</p>")
+    parts.append(_table(result.parameters))
+    parts.append("</body></html>")
+    path = out / filename
+    _atomic_write(path, "\n".join(parts).encode("utf-8"))
+    return path
