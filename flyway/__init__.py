@@ -39,6 +39,11 @@ _LAZY = {
     "detect_stops_parallel": "flyway.analysis.parallel",
     "truth_recovery": "flyway.analysis.accuracy",
     "simulate_flyway": "flyway.simulate",
+    "transit_probability": "flyway.analysis.scenario",
+    "band_collisions": "flyway.analysis.scenario",
+    "lambda_max": "flyway.analysis.scenario",
+    "pbr": "flyway.analysis.scenario",
+    "run_scenarios": "flyway.analysis.scenario",
     "write_simulation": "flyway.simulate",
 }
 

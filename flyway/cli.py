@@ -239,6 +239,25 @@ def stops(store: Path = typer.Option(..., "--store"),
         out.print(table)
 
 
+# --------------------------------------------------------------------------- scenario
+@app.command()
+def scenario(scenario_file: Path = typer.Option(..., "--scenario", help="Scenario TOML (facilities, options)."),
+             out_dir: Path = typer.Option(..., "--out", help="Folder for scenario.html and the CSV tables."),
+             store: Optional[Path] = typer.Option(
+                 None, "--store", help="Store (exposure from tracks is not used yet: the file's typed-in densities are)."),
+             replicates: Optional[int] = typer.Option(None, "--replicates", min=1),
+             seed: Optional[int] = typer.Option(None, "--seed"),
+             as_json: bool = typer.Option(False, "--json")) -> None:
+    """Compare siting options: collisions (Band 2012, power lines), population projections, PBR."""
+    from flyway.analysis.scenario import scenario_command
+
+    summary = _run(lambda: scenario_command(store, scenario_file, out_dir, replicates, seed))
+    if as_json:
+        _print_json(summary)
+        return
+    _echo(json.dumps(summary, indent=2, default=str))
+
+
 # --------------------------------------------------------------------------- demo
 @app.command()
 def demo(out_dir: Path = typer.Option(Path("flyway-demo"), "--out", help="Working folder of the demo."),
