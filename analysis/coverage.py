@@ -26,6 +26,7 @@ import shapely
 
 from flyway import schema as S
 from flyway.errors import ConfigError, InputError
+from flyway.analysis.countries import stop_countries
 from flyway.analysis.protected import (ProtectedAreaParams, clean_protected_areas, equal_area_crs,
                                        read_protected_areas)
 
@@ -158,25 +159,32 @@ def _site_overlaps(site_geoms: np.ndarray, pa_geoms: np.ndarray, pas: gpd.GeoDat
     return fraction, protected_by
 
 
-def _inside_any(points: np.ndarray, tree: shapely.STRtree) -> np.ndarray:
-    hit = tree.query(points, predicate="intersects")[0]
+def _inside_any(points: np.ndarray, polygons: np.ndarray) -> np.ndarray:
+    """Which points lie in (or on) any polygon.
+
+    The points go into the tree and the polygons are the (prepared) queries:
+    about twice as fast as testing each point against a tree of polygons.
+    """
     inside = np.zeros(len(points), dtype=bool)
-    inside[hit] = True
+    if len(points) and len(polygons):
+        inside[shapely.STRtree(points).query(polygons, predicate="intersects")[1]] = True
     return inside
 
 
-def _use_in_sites(lon, lat, species, weight, site_tree, site_species, pa_tree, crs, n_sites):
+def _use_in_sites(lon, lat, species, weight, site_geoms, site_species, pa_geoms, crs):
     """Per site: total weight of the points inside it, and the part inside protected areas."""
+    n_sites = len(site_geoms)
     total = np.zeros(n_sites)
     protected = np.zeros(n_sites)
     for s in range(0, len(lon), _CHUNK):
         pts = _project_points(lon[s:s + _CHUNK], lat[s:s + _CHUNK], crs)
-        pi, si = site_tree.query(pts, predicate="intersects")
+        si, pi = shapely.STRtree(pts).query(site_geoms, predicate="intersects")
         same = species[s:s + _CHUNK][pi] == site_species[si]
-        pi, si = pi[same], si[same]
+        si, pi = si[same], pi[same]
         w = weight[s:s + _CHUNK][pi]
         total += np.bincount(si, w, minlength=n_sites)
-        protected += np.bincount(si, w * _inside_any(pts, pa_tree)[pi], minlength=n_sites)
+        used, where = np.unique(pi, return_inverse=True)
+        protected += np.bincount(si, w * _inside_any(pts[used], pa_geoms)[where], minlength=n_sites)
     return total, protected
 
 
@@ -195,7 +203,8 @@ def coverage(sites: gpd.GeoDataFrame, protected_areas: str | os.PathLike[str] | 
         output of :func:`flyway.analysis.protected.clean_protected_areas`.
     stops : pandas.DataFrame, optional
         Stops (:data:`flyway.schema.STOPS`): bird-days per species x season x
-        country inside protected areas, and ``protected_fix_fraction`` from
+        country inside protected areas (a missing country is looked up in
+        the packaged Natural Earth outlines), and ``protected_fix_fraction`` from
         stop centroids weighted by their fixes when ``fixes`` is not given.
     fixes : pandas.DataFrame, optional
         Fixes (species, lon, lat): ``protected_fix_fraction`` = share of the
@@ -227,8 +236,6 @@ def coverage(sites: gpd.GeoDataFrame, protected_areas: str | os.PathLike[str] | 
     out[S.PROTECTED_BY] = protected_by
     out[S.AREA_KM2] = shapely.area(site_geoms) / 1e6
 
-    pa_tree = shapely.STRtree(pa_geoms)
-    site_tree = shapely.STRtree(site_geoms)
     site_species = out[S.SPECIES].astype(str).to_numpy()
     use_frac = np.full(len(out), np.nan)
     source = fixes if fixes is not None else stops
@@ -237,16 +244,16 @@ def coverage(sites: gpd.GeoDataFrame, protected_areas: str | os.PathLike[str] | 
                   else source[S.N_FIXES].to_numpy(float) if S.N_FIXES in source else np.ones(len(source)))
         total, prot = _use_in_sites(source[S.LON].to_numpy(float), source[S.LAT].to_numpy(float),
                                     source[S.SPECIES].astype(str).to_numpy(), weight,
-                                    site_tree, site_species, pa_tree, crs, len(out))
+                                    site_geoms, site_species, pa_geoms, crs)
         use_frac = np.divide(prot, total, out=np.full(len(out), np.nan), where=total > 0)
     out[S.PROTECTED_FIX_FRACTION] = use_frac
-    by_group = _by_group(out, stops, pa_tree, crs)
+    by_group = _by_group(out, stops, pa_geoms, crs)
     gaps = _gaps(out, p.gap_max_protected)
     log.info("coverage: %d sites, %d protected areas, %d gaps", len(out), len(pas), len(gaps))
     return CoverageResult(out, by_group, gaps, pas)
 
 
-def _by_group(sites: gpd.GeoDataFrame, stops: pd.DataFrame | None, pa_tree, crs) -> pd.DataFrame:
+def _by_group(sites: gpd.GeoDataFrame, stops: pd.DataFrame | None, pa_geoms, crs) -> pd.DataFrame:
     keys = [S.SPECIES, S.SEASON, S.COUNTRY]
     if stops is None:  # area-weighted from the sites alone
         frame = pd.DataFrame({S.SPECIES: sites[S.SPECIES], S.SEASON: pd.NA, S.COUNTRY: pd.NA,
@@ -257,11 +264,11 @@ def _by_group(sites: gpd.GeoDataFrame, stops: pd.DataFrame | None, pa_tree, crs)
         inside = np.zeros(len(stops), dtype=bool)
         lon, lat = stops[S.LON].to_numpy(float), stops[S.LAT].to_numpy(float)
         for s in range(0, len(stops), _CHUNK):
-            inside[s:s + _CHUNK] = _inside_any(_project_points(lon[s:s + _CHUNK], lat[s:s + _CHUNK], crs), pa_tree)
+            inside[s:s + _CHUNK] = _inside_any(_project_points(lon[s:s + _CHUNK], lat[s:s + _CHUNK], crs), pa_geoms)
         days = stops[S.DURATION_H].to_numpy(float) / 24.0
         frame = pd.DataFrame({S.SPECIES: stops[S.SPECIES].astype(str),
                               S.SEASON: stops[S.SEASON] if S.SEASON in stops else pd.NA,
-                              S.COUNTRY: stops[S.COUNTRY] if S.COUNTRY in stops else pd.NA,
+                              S.COUNTRY: stop_countries(stops),
                               S.N_STOPS: 1, S.BIRD_DAYS: days, S.PROTECTED_BIRD_DAYS: days * inside})
     table = frame.groupby(keys, dropna=False, sort=True)[[S.N_STOPS, S.BIRD_DAYS, S.PROTECTED_BIRD_DAYS]].sum()
     table = table.reset_index()

@@ -55,6 +55,8 @@ IUCN_CATEGORIES = ("Ia", "Ib", "II", "III", "IV", "V", "VI",
                    "Not Reported", "Not Applicable", "Not Assigned")
 DEFAULT_STATUS = "Designated"  # polygons without a STATUS field (plain named polygons)
 _WDPA_MARKERS = (S.STATUS, S.DESIGNATION, S.REP_AREA_KM2)
+_QUAD_SEGS = 32
+_POLYGON_CIRCLE_SCALE = float(np.sqrt(2 * np.pi / (4 * _QUAD_SEGS * np.sin(2 * np.pi / (4 * _QUAD_SEGS)))))
 _OUTPUT = [S.PA_ID, S.PA_NAME, S.DESIGNATION, S.IUCN_CAT, S.STATUS, S.STATUS_YEAR, S.ISO3,
            S.PARENT_ISO3, S.REALM, S.SITE_TYPE, S.REP_AREA_KM2, S.GIS_AREA_KM2]
 
@@ -318,8 +320,9 @@ def clean_protected_areas(pas: gpd.GeoDataFrame | str | os.PathLike[str],
     crs = equal_area_crs((b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2)
     to_ea = pyproj.Transformer.from_crs(S.CRS, crs, always_xy=True)
     projected = shapely.transform(geom, lambda xy: np.column_stack(to_ea.transform(xy[:, 0], xy[:, 1])))
-    radius = np.sqrt(np.where(is_point, rep, 0.0) * 1e6 / np.pi)
-    projected = np.where(is_point, shapely.buffer(projected, radius, quad_segs=32), projected)
+    # radius of the circle of area REP_AREA, enlarged so the 128-gon has that area exactly
+    radius = np.sqrt(np.where(is_point, rep, 0.0) * 1e6 / np.pi) * _POLYGON_CIRCLE_SCALE
+    projected = np.where(is_point, shapely.buffer(projected, radius, quad_segs=_QUAD_SEGS), projected)
     projected = _polygonal(projected)
     area = shapely.area(projected)
     area = np.where(pd.isna(projected), 0.0, area)

@@ -17,7 +17,7 @@ the members: the same stops always give the same ids, whatever the row order.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal, Mapping
 
 import geopandas as gpd
@@ -29,11 +29,12 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.neighbors import BallTree
 
 from flyway import schema as S
+from flyway.analysis._geodesy import EARTH_RADIUS_M  # IUGG mean radius
+from flyway.analysis.countries import stop_countries
 from flyway.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
-EARTH_RADIUS_M = 6_371_008.8  # IUGG mean radius, for haversine
 _QUERY_CHUNK = 4096  # neighbourhood queries per chunk: bounds memory on dense sites
 
 
@@ -165,7 +166,7 @@ def _hdbscan_haversine(X: np.ndarray, p: SiteParams) -> np.ndarray:
         return np.full(X.shape[0], -1, dtype=np.int64)
     model = HDBSCAN(min_cluster_size=p.min_cluster_size, min_samples=p.min_samples,
                     metric="haversine", algorithm="ball_tree",
-                    cluster_selection_epsilon=p.eps_m / EARTH_RADIUS_M)
+                    cluster_selection_epsilon=p.eps_m / EARTH_RADIUS_M, copy=True)
     return model.fit_predict(X).astype(np.int64)
 
 
@@ -277,11 +278,16 @@ def _site_polygons(lon, lat, radius_m, group, lon0, lat0, buffer_m):
 
 def _joined(values: pd.Series, group: np.ndarray, n: int) -> np.ndarray:
     """Sorted distinct non-empty values per group, ';'-joined (None when none)."""
-    frame = pd.DataFrame({"g": group, "v": values.to_numpy(dtype=object)}).dropna()
-    frame = frame[frame["v"].astype(str) != ""].drop_duplicates().sort_values(["g", "v"])
+    v = values.astype("string")
+    ok = (v.notna() & (v != "")).fillna(False).to_numpy(bool)
+    codes, uniques = pd.factorize(v[ok], sort=True)
+    k = max(len(uniques), 1)
+    pairs = np.unique(group[ok].astype(np.int64) * k + codes)  # sorted by group, then value
+    pg, pv = np.divmod(pairs, k)
+    names = np.asarray(uniques, dtype=object)[pv]
+    starts = np.flatnonzero(np.r_[True, pg[1:] != pg[:-1]]) if len(pg) else np.empty(0, dtype=np.int64)
     out = np.full(n, None, dtype=object)
-    joined = frame.groupby("g")["v"].agg(lambda v: ";".join(map(str, v)))
-    out[joined.index.to_numpy()] = joined.to_numpy()
+    out[pg[starts]] = [";".join(part) for part in np.split(names, starts[1:])] if len(pg) else []
     return out
 
 
@@ -292,7 +298,9 @@ def find_sites(stops: pd.DataFrame, params: SiteParamsLike = None, *,
     Parameters
     ----------
     stops : pandas.DataFrame
-        Stops in the :data:`flyway.schema.STOPS` layout.
+        Stops in the :data:`flyway.schema.STOPS` layout. A missing
+        ``country`` is looked up from the stop's position (packaged Natural
+        Earth outlines).
     params : SiteParams or mapping of species to SiteParams, optional
         Clustering parameters (per species; ``"*"`` key for the rest).
     n_tracked : mapping of species to int, optional
@@ -306,7 +314,8 @@ def find_sites(stops: pd.DataFrame, params: SiteParamsLike = None, *,
     geopandas.GeoDataFrame
         One row per site in the :data:`flyway.schema.SITES` column order, plus
         ``area_km2`` (equal-area), EPSG:4326, sorted by species then
-        descending bird-days. ``protected_fraction``, ``protected_by`` and
+        descending bird-days; ``attrs["flyway_params"]`` holds the effective
+        parameters per species (for the table's metadata). ``protected_fraction``, ``protected_by`` and
         ``nearest_infrastructure_km`` are left missing for
         :func:`flyway.analysis.coverage.coverage` and the exposure step.
 
@@ -354,14 +363,17 @@ def find_sites(stops: pd.DataFrame, params: SiteParamsLike = None, *,
         S.N_STOPS: np.bincount(codes, minlength=n).astype(np.int64),
         S.SHARE_OF_TRACKED: n_ind / denom,
         S.BIRD_DAYS: np.bincount(codes, days, minlength=n),
-        S.SEASONS: _col(S.SEASON), S.KINDS: _col(S.KIND), S.COUNTRIES: _col(S.COUNTRY),
+        S.SEASONS: _col(S.SEASON), S.KINDS: _col(S.KIND),
+        S.COUNTRIES: _joined(pd.Series(stop_countries(st), dtype=object), codes, n),
         S.PROTECTED_FRACTION: np.nan, S.PROTECTED_BY: None, S.NEAREST_INFRASTRUCTURE_KM: np.nan,
         S.AREA_KM2: area_km2,
     }, geometry=gpd.GeoSeries(polys, name=S.GEOMETRY, crs=S.CRS), crs=S.CRS)
     cols = [c for c in S.SITES.names] + [S.AREA_KM2]
     sites = sites[cols].sort_values([S.SPECIES, S.BIRD_DAYS, S.SITE_ID], ascending=[True, False, True])
     log.info("%d stops -> %d sites (%d stops left as noise)", len(stops), n, int((~member).sum()))
-    return sites.reset_index(drop=True)
+    sites = sites.reset_index(drop=True)
+    sites.attrs["flyway_params"] = {sp: asdict(_params_for(params, sp)) for sp in np.unique(species)}
+    return sites
 
 
 def _empty_sites() -> gpd.GeoDataFrame:

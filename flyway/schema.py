@@ -239,6 +239,7 @@ class TableSchema:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {c.name: c for c in self.columns})
+        object.__setattr__(self, "_arrow", pa.schema([c.field() for c in self.columns]))
 
     @property
     def names(self) -> list[str]:
@@ -251,7 +252,7 @@ class TableSchema:
         return name in self._by_name
 
     def arrow_schema(self) -> pa.Schema:
-        return pa.schema([c.field() for c in self.columns])
+        return self._arrow  # type: ignore[attr-defined]
 
     def validate(self, table: pa.Table) -> None:
         """Raise :class:`SchemaError` unless ``table`` follows this contract.
