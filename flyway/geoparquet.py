@@ -90,6 +90,11 @@ def lonlat_bbox(lon: np.ndarray, lat: np.ndarray) -> list[float] | None:
     return [float(np.min(lon)), float(np.min(lat)), float(np.max(lon)), float(np.max(lat))]
 
 
+def constant_strings(value: str, n: int) -> pa.Array:
+    """``n`` copies of ``value`` as an Arrow string array, without a Python loop."""
+    return pa.array([value], pa.string()).take(pa.array(np.zeros(n, dtype=np.int64)))
+
+
 def fsync_dir(path: Path) -> None:
     """Flush a directory entry (after a rename) to disk; no-op where unsupported."""
     try:

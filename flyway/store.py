@@ -299,11 +299,13 @@ class Store:
             else sorted(self.fixes_dir.glob(f"{SPECIES_KEY}=*"))
         )
         files: list[Path] = []
-        ind_slugs = {slug(i) for i in _as_list(individuals)} if individuals is not None else None
+        ind_names = (sorted(f"{INDIVIDUAL_KEY}={slug(i)}" for i in set(_as_list(individuals)))
+                     if individuals is not None else None)
         for sp in sp_dirs:
-            for ind in sorted(sp.glob(f"{INDIVIDUAL_KEY}=*")):
-                if ind_slugs is not None and ind.name.split("=", 1)[1] not in ind_slugs:
-                    continue
+            # named individuals: look their folders up directly (no listing of every bird)
+            ind_dirs = ([sp / n for n in ind_names if (sp / n).is_dir()] if ind_names is not None
+                        else sorted(sp.glob(f"{INDIVIDUAL_KEY}=*")))
+            for ind in ind_dirs:
                 files.extend(
                     f for f in sorted(ind.glob(f"{PART_PREFIX}*.parquet"))
                     if batch_of_part(f.name) in committed and str(f.relative_to(self.path)) not in replaced

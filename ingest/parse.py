@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from flyway import schema as S
 from flyway.errors import InputError
+from flyway.geoparquet import constant_strings
 from flyway.ingest import quarantine as Q
 from flyway.ingest.mapping import MARKED_VALID, OUTLIER_COLUMNS, VISIBLE, Mapping, normalise_header
 
@@ -98,7 +99,8 @@ def parse_batch(batch: pa.RecordBatch, lines: np.ndarray, ctx: ParseContext,
     ind = _clean_str(col(S.INDIVIDUAL_ID), n)
     ind_name = _src(ctx, S.INDIVIDUAL_ID)
     quarantine_rows(_isnull(ind), ind_name, Q.MISSING_INDIVIDUAL, "no individual id", ind)
-    ctrl = pc.match_substring_regex(pc.fill_null(ind, ""), _CONTROL_RE).to_numpy(zero_copy_only=False)
+    enc = pc.dictionary_encode(pc.fill_null(ind, ""))
+    ctrl = pc.match_substring_regex(enc.dictionary, _CONTROL_RE).take(enc.indices).to_numpy(zero_copy_only=False)
     quarantine_rows(ctrl, ind_name, Q.BAD_IDENTIFIER, "individual id contains control characters", ind)
 
     # -- coordinates -----------------------------------------------------------------
@@ -160,32 +162,31 @@ def parse_batch(batch: pa.RecordBatch, lines: np.ndarray, ctx: ParseContext,
     if ctx.mapping.movebank_outliers:
         flags[_movebank_outlier(batch, ctx.header)] |= np.uint32(S.QCFlag.MOVEBANK_OUTLIER)
 
-    keep = np.flatnonzero(~drop)
-    take = pa.array(keep, pa.int64())
-    species = _fill(_clean_str(col(S.SPECIES), n), ctx.mapping.constants.get(S.SPECIES) or ctx.species)
-    species = pc.utf8_capitalize(pc.replace_substring_regex(species, r"\s+", " "))
+    species = _fill(_clean_str(col(S.SPECIES), n, _species_name), ctx.mapping.constants.get(S.SPECIES) or ctx.species)
     study = _fill(_clean_str(col(S.STUDY), n), ctx.mapping.constants.get(S.STUDY) or ctx.study)
-    sensor = _fill(_clean_str(col(S.SENSOR_TYPE), n), ctx.mapping.constants.get(S.SENSOR_TYPE, "gps"))
+    sensor = _fill(_clean_str(col(S.SENSOR_TYPE), n, pc.utf8_lower), ctx.mapping.constants.get(S.SENSOR_TYPE, "gps"))
     out = {
-        S.STUDY: study.take(take),
-        S.INDIVIDUAL_ID: ind.take(take),
-        S.TAG_ID: _clean_str(col(S.TAG_ID), n).take(take),
-        S.SPECIES: species.take(take),
-        S.TIMESTAMP: ts.take(take),
-        S.LON: pa.array(lon[keep]),
-        S.LAT: pa.array(lat[keep]),
-        S.ALTITUDE_M: _f32(alt[keep]),
-        S.HDOP: _f32(hdop[keep]),
-        S.SATELLITES: pa.array(sats[keep], pa.float64(), from_pandas=True).cast(pa.int16()),
-        S.GROUND_SPEED_MS: _f32(speed[keep]),
-        S.SENSOR_TYPE: pc.utf8_lower(sensor).take(take),
-        S.EVENT_ID: event.take(take),
-        S.ARGOS_LC: pc.utf8_upper(_clean_str(col(S.ARGOS_LC), n)).take(take),
-        S.SOURCE_FILE: pa.array([ctx.file] * keep.size, pa.string()),
-        S.SOURCE_LINE: pa.array(lines[keep].astype(np.int64)),
-        S.QC_FLAGS: pa.array(flags[keep], pa.uint32()),
+        S.STUDY: study,
+        S.INDIVIDUAL_ID: ind,
+        S.TAG_ID: _clean_str(col(S.TAG_ID), n),
+        S.SPECIES: species,
+        S.TIMESTAMP: ts,
+        S.LON: pa.array(lon),
+        S.LAT: pa.array(lat),
+        S.ALTITUDE_M: _f32(alt),
+        S.HDOP: _f32(hdop),
+        S.SATELLITES: pa.array(sats, pa.float64(), from_pandas=True).cast(pa.int16()),
+        S.GROUND_SPEED_MS: _f32(speed),
+        S.SENSOR_TYPE: sensor,
+        S.EVENT_ID: event,
+        S.ARGOS_LC: _clean_str(col(S.ARGOS_LC), n, pc.utf8_upper),
+        S.SOURCE_FILE: constant_strings(ctx.file, n),
+        S.SOURCE_LINE: pa.array(lines.astype(np.int64)),
+        S.QC_FLAGS: pa.array(flags, pa.uint32()),
     }
     fixes = pa.table(out)
+    if drop.any():  # one filter of the whole table, only when some rows went to the quarantine
+        fixes = fixes.filter(pa.array(~drop))
     quar = pa.concat_tables(qparts) if qparts else Q.empty()
     return fixes, quar
 
@@ -204,11 +205,25 @@ def _isnull(arr: pa.Array) -> np.ndarray:
     return arr.is_null().to_numpy(zero_copy_only=False)
 
 
-def _clean_str(arr: pa.Array | None, n: int) -> pa.Array:
+def _clean_str(arr: pa.Array | None, n: int, transform=None) -> pa.Array:
+    """Trimmed text, empty -> null, optionally transformed; computed once per distinct value.
+
+    Ids, species and study names repeat a handful of values over millions of
+    rows, so the string work runs on the dictionary, not on every row.
+    """
     if arr is None:
         return pa.nulls(n, pa.string())
-    out = pc.utf8_trim_whitespace(arr)
-    return pc.if_else(pc.equal(out, ""), pa.scalar(None, pa.string()), out)
+    enc = pc.dictionary_encode(arr)
+    values = pc.utf8_trim_whitespace(enc.dictionary)
+    values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
+    if transform is not None:
+        values = transform(values)
+    return values.take(enc.indices)
+
+
+def _species_name(values: pa.Array) -> pa.Array:
+    """'grus  monacha ' -> 'Grus monacha' (single spaces, genus capitalised)."""
+    return pc.utf8_capitalize(pc.replace_substring_regex(values, r"\s+", " "))
 
 
 def _fill(arr: pa.Array, value: str | None) -> pa.Array:

@@ -7,6 +7,7 @@ not stop the others.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import io
@@ -30,7 +31,7 @@ from flyway.ingest import quarantine as Q
 from flyway.ingest.mapping import Mapping, detect_format, load_mapping
 from flyway.ingest.parse import ParseContext, parse_batch
 from flyway.ingest.reference import apply_reference, merge_reference, read_reference
-from flyway.ingest.sources import Source, open_sources, read_head, text_stream
+from flyway.ingest.sources import Source, check_encoding, open_sources, read_head, text_stream
 from flyway.ingest.writer import Stager, bucket_count, finalize
 from flyway.store import STATUS_COMMITTED, STATUS_REJECTED, Store, new_batch_id
 from flyway.geoparquet import atomic_write_table
@@ -153,11 +154,12 @@ def ingest(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], sto
             except InputError as exc:
                 fr.status, fr.message = STATUS_REJECTED, str(exc)
                 fr.rows_read = fr.rows_kept = fr.rows_quarantined = 0
-                stager.forget(source.name)
+                stager.discard(_tag(source, threaded=True))
+                stager.discard(_tag(source, threaded=False))
                 log.error("%s", exc)
         buckets = stager.close()
         _fault("after_stage")
-        result = finalize(st, batch_id, buckets, exclude=stager.rejected)
+        result = finalize(st, batch_id, buckets)
         quarantine.extend(result.quarantine)
         _fault("after_parts")
         qtable = pa.concat_tables(quarantine) if quarantine else Q.empty()
@@ -211,7 +213,13 @@ def _vendor_spec(format: str) -> str:
 def _stage_source(source: Source, format: str | None, st: Store, stager: Stager, fr: FileReport,
                   ref: pa.Table | None, tz: str | None, species: str | None, now: dt.datetime,
                   block_size: int, progress) -> pa.Table:
-    head = read_head(source).decode("utf-8-sig", errors="replace")
+    raw_head = read_head(source)
+    try:
+        head = raw_head.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(raw_head) - 4:  # not just a character cut at the end of the sample
+            check_encoding(source)  # raises InputError with the line and byte offset
+        head = raw_head.decode("utf-8-sig", errors="replace")
     first = head.splitlines()[0] if head.strip() else ""
     if not first.strip():
         raise InputError("first line is empty; expected a CSV header line", file=source.name, line=1)
@@ -222,42 +230,76 @@ def _stage_source(source: Source, format: str | None, st: Store, stager: Stager,
     fr.format = mapping.name
     ctx = ParseContext(file=source.name, mapping=mapping, header=header, index=index,
                        timezone=tz or mapping.timezone, species=species, study=Path(source.name).stem)
+    # Fast path: Arrow parses blocks on all cores. It cannot tell the line
+    # number of a malformed row then, so the first malformed row (or a quoted
+    # line break) sends the file back through the serial reader, which can.
+    try:
+        return _read_rows(source, ctx, delimiter, stager, fr, ref, now, block_size, progress, threaded=True)
+    except _NeedsSerialRead:
+        log.info("%s: malformed rows or multi-line cells; re-reading serially for exact line numbers",
+                 source.name)
+        stager.discard(_tag(source, threaded=True))
+        fr.rows_read = 0
+        return _read_rows(source, ctx, delimiter, stager, fr, ref, now, block_size, progress, threaded=False)
+
+
+class _NeedsSerialRead(Exception):
+    """The threaded read met something only the serial read can number exactly."""
+
+
+def _tag(source: Source, threaded: bool) -> str:
+    return f"{source.sha256[:16]}-{'t' if threaded else 's'}"
+
+
+def _read_rows(source: Source, ctx: ParseContext, delimiter: str, stager: Stager, fr: FileReport,
+               ref: pa.Table | None, now: dt.datetime, block_size: int, progress, threaded: bool) -> pa.Table:
+    """Stream the rows of one source through parse -> reference -> staging; returns its quarantine."""
     invalid: list[tuple[int, str]] = []
+    header = ctx.header
+    tag = _tag(source, threaded)
 
     def on_invalid(row) -> str:
         invalid.append((row.number, row.text))
-        return "skip"
+        return "error" if threaded else "skip"
 
-    reader = pcsv.open_csv(
-        text_stream(source, mapping.encoding),
-        read_options=pcsv.ReadOptions(use_threads=False, block_size=block_size, column_names=header,
-                                      skip_rows=1),
-        parse_options=pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid,
-                                        ignore_empty_lines=False),
-        convert_options=pcsv.ConvertOptions(column_types={h: pa.string() for h in header},
-                                            strings_can_be_null=True, quoted_strings_can_be_null=True),
-    )
     quarantine: list[pa.Table] = []
-    next_line, first_batch = 2, True
-    future = pa.scalar(now + FUTURE_TOLERANCE, S.TIMESTAMP_TYPE)
-    with reader:
-        for batch in _prefetch(reader):
-            n = batch.num_rows
-            lines, next_line = _line_numbers(n, next_line, invalid)
-            breaks = _line_breaks(batch)
-            if breaks is not None:  # quoted cells spanning lines push later rows down
-                lines = lines + (np.cumsum(breaks) - breaks)
-                next_line += int(breaks.sum())
-            fixes, q = parse_batch(batch, lines, ctx, check_file=first_batch)
-            first_batch = False
-            fixes = apply_reference(fixes, ref)
-            fixes, q2 = _require_species(fixes, ctx)
-            fixes = _flag_future(fixes, future)
-            quarantine.extend([q, q2])
-            stager.add(fixes)
-            fr.rows_read += n
-            if progress:
-                progress(source.name, n)
+    try:
+        with _locate_encoding_errors(source):
+            reader = pcsv.open_csv(
+                text_stream(source, ctx.mapping.encoding),
+                read_options=pcsv.ReadOptions(use_threads=threaded, block_size=block_size, column_names=header,
+                                              skip_rows=1),
+                parse_options=pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid,
+                                                ignore_empty_lines=False),
+                convert_options=pcsv.ConvertOptions(column_types={h: pa.string() for h in header},
+                                                    strings_can_be_null=True, quoted_strings_can_be_null=True),
+            )
+            next_line, first_batch = 2, True
+            future = pa.scalar(now + FUTURE_TOLERANCE, S.TIMESTAMP_TYPE)
+            with reader:
+                for batch in _prefetch(reader):
+                    n = batch.num_rows
+                    lines, next_line = _line_numbers(n, next_line, invalid)
+                    breaks = _line_breaks(batch)
+                    if breaks is not None:  # quoted cells spanning lines push later rows down
+                        if threaded:
+                            raise _NeedsSerialRead()
+                        lines = lines + (np.cumsum(breaks) - breaks)
+                        next_line += int(breaks.sum())
+                    fixes, q = parse_batch(batch, lines, ctx, check_file=first_batch)
+                    first_batch = False
+                    fixes = apply_reference(fixes, ref)
+                    fixes, q2 = _require_species(fixes, ctx)
+                    fixes = _flag_future(fixes, future)
+                    quarantine.extend([q, q2])
+                    stager.add(fixes, tag)
+                    fr.rows_read += n
+                    if progress:
+                        progress(source.name, n)
+    except pa.ArrowInvalid:
+        if threaded and invalid:
+            raise _NeedsSerialRead() from None
+        raise
     bad_rows = [(num, text) for num, text in invalid if text.strip()]
     for num, text in bad_rows:
         if text.count('"') % 2:
@@ -275,10 +317,25 @@ def _stage_source(source: Source, format: str | None, st: Store, stager: Stager,
     return pa.concat_tables(quarantine) if quarantine else Q.empty()
 
 
+@contextlib.contextmanager
+def _locate_encoding_errors(source: Source):
+    """Turn Arrow's bare 'invalid UTF8' into an error naming the line and byte offset."""
+    try:
+        yield
+    except pa.ArrowInvalid as exc:
+        if "utf8" not in str(exc).lower().replace("-", ""):
+            raise
+        check_encoding(source)  # raises InputError with line and offset
+        raise InputError(f"invalid UTF-8 ({exc})", file=source.name) from exc
+
+
 def _line_breaks(batch: pa.RecordBatch) -> np.ndarray | None:
     """Line breaks inside each row's cells (quoted multi-line values), or None when there are none."""
     total = None
     for column in batch.columns:
+        data = column.buffers()[2] if len(column.buffers()) > 2 else None
+        if data is None or not np.any(np.frombuffer(data, dtype=np.uint8) == 10):
+            continue  # no line break anywhere in this column: skip the per-row count
         counts = pc.count_substring(column, "\n")
         if pc.max(counts).as_py():
             arr = counts.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flyway import schema as S
+from flyway.geoparquet import constant_strings
 
 ROW = "row"        # the whole row was not stored
 VALUE = "value"    # the row was stored; this value was nulled
@@ -55,7 +56,7 @@ def records(source_file: str, lines: np.ndarray, column: str, reason: str, detai
             values: pa.Array | None, action: str, raw: pa.Array | None) -> pa.Table:
     """Quarantine records for the rows at ``lines`` (vectorised; no loop per row)."""
     n = len(lines)
-    const = lambda v: pa.array(np.full(n, v, dtype=object), pa.string())  # noqa: E731
+    const = lambda v: constant_strings(v, n)  # noqa: E731
     vals = values.cast(pa.string()) if values is not None else pa.nulls(n, pa.string())
     raw_arr = raw if raw is not None else pa.nulls(n, pa.string())
     return pa.Table.from_arrays(

@@ -95,14 +95,24 @@ def _zip_sources(path: Path, encoding: str) -> list[Source]:
 
 
 def _make(name: str, path: Path, opener: Callable[[], BinaryIO], encoding: str) -> Source:
-    digest, size = _hash_and_check(name, opener, encoding)
+    # UTF-8 files are validated by the CSV reader itself (a failure there calls
+    # check_encoding for the line and byte offset); other declared encodings are
+    # checked here, before they are transcoded while streaming.
+    utf8 = codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
+    digest, size = _hash_and_check(name, opener, encoding, check=not utf8)
     if size == 0:
         raise InputError("file is empty (0 bytes after decompression); expected a CSV header line", file=name)
     return Source(name=name, path=path, opener=opener, sha256=digest, size=size, encoding=encoding)
 
 
-def _hash_and_check(name: str, opener: Callable[[], BinaryIO], encoding: str) -> tuple[str, int]:
-    """SHA-256 of the (decompressed) content, checking it decodes in ``encoding``."""
+def check_encoding(source: Source) -> None:
+    """Raise :class:`InputError` naming the line and byte offset of the first undecodable bytes."""
+    _hash_and_check(source.name, source.opener, source.encoding, check=True)
+
+
+def _hash_and_check(name: str, opener: Callable[[], BinaryIO], encoding: str,
+                    check: bool = True) -> tuple[str, int]:
+    """SHA-256 of the (decompressed) content; with ``check``, also that it decodes in ``encoding``."""
     sha = hashlib.sha256()
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
     size = 0
@@ -114,6 +124,9 @@ def _hash_and_check(name: str, opener: Callable[[], BinaryIO], encoding: str) ->
                 if not chunk:
                     break
                 sha.update(chunk)
+                if not check:
+                    size += len(chunk)
+                    continue
                 try:
                     decoder.decode(chunk)
                 except UnicodeDecodeError as exc:
@@ -129,7 +142,8 @@ def _hash_and_check(name: str, opener: Callable[[], BinaryIO], encoding: str) ->
                     ) from None
                 lines += chunk.count(b"\n")
                 size += len(chunk)
-            decoder.decode(b"", final=True)
+            if check:
+                decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise InputError(f"file ends inside a multi-byte {encoding} character (truncated?)",
                          file=name, line=lines) from None

@@ -4,8 +4,9 @@ Pass 1 (streaming) appends each parsed batch to a few *bucket* files in
 ``STORE/_staging/<batch>/`` (an individual always lands in the same bucket),
 so memory holds one CSV block at a time. Pass 2 reads one bucket at a time,
 removes fixes already in the store or repeated in the batch, flags duplicate
-timestamps, and writes ``part-<batch>.parquet`` per individual (tmp, fsync,
-rename). Nothing becomes visible to readers until the ledger commits the batch.
+timestamps, and writes ``part-<batch>.parquet`` per individual (tmp, then
+rename; one ``sync`` for all of them). Nothing becomes visible to readers until
+the ledger commits the batch.
 """
 from __future__ import annotations
 
@@ -22,13 +23,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from flyway import schema as S
-from flyway.geoparquet import fsync_dir, points_wkb
+from flyway.geoparquet import constant_strings, points_wkb
 from flyway.ingest import quarantine as Q
 from flyway.store import PART_PREFIX, Store, fixes_geo_table
 
 BUCKET_TARGET_BYTES = 64 << 20  # ~ one bucket per 64 MB of CSV: bounds pass-2 memory
 MAX_BUCKETS = 256
 _STAGED = [c for c in S.FIXES.names if c not in (S.GEOMETRY, S.BATCH_ID)]
+# dictionary-encode only the repetitive text columns: numbers and WKB gain nothing from it and
+# writing them as dictionaries costs half the write time
+_DICTIONARY = [c.name for c in S.FIXES.columns if pa.types.is_string(c.type)]
+# min/max statistics where readers filter (time, space, ids); the rest would only cost write time
+_STATISTICS = [S.SPECIES, S.INDIVIDUAL_ID, S.TIMESTAMP, S.LON, S.LAT, S.EVENT_ID, S.QC_FLAGS, S.BATCH_ID]
 
 
 def bucket_count(total_bytes: int) -> int:
@@ -59,7 +65,11 @@ class FinalizeResult:
 
 
 class Stager:
-    """Pass 1: append batches to bucket files by individual."""
+    """Pass 1: append batches to bucket files by individual.
+
+    Each source writes its own files (``tag``), so a source that is rejected
+    or re-read part-way through can be discarded without touching the others.
+    """
 
     def __init__(self, store: Store, batch_id: str, n_buckets: int) -> None:
         self.dir = store.staging_dir(batch_id)
@@ -67,14 +77,13 @@ class Stager:
         self.n_buckets = n_buckets
         full = S.FIXES.arrow_schema()
         self.schema = pa.schema([full.field(c) for c in _STAGED])
-        self._writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
-        self.rejected: set[str] = set()
+        self._writers: dict[tuple[int, str], pa.ipc.RecordBatchFileWriter] = {}
+        self._closed: dict[tuple[int, str], Path] = {}
 
-    def forget(self, source_file: str) -> None:
-        """Drop what a file staged so far (it was rejected part-way through)."""
-        self.rejected.add(source_file)
+    def _path(self, bucket: int, tag: str) -> Path:
+        return self.dir / f"bucket-{bucket:03d}-{tag}.arrow"
 
-    def add(self, table: pa.Table) -> None:
+    def add(self, table: pa.Table, tag: str) -> None:
         if table.num_rows == 0:
             return
         for name in _STAGED:
@@ -86,22 +95,30 @@ class Stager:
         bucket_of_id = np.array([_bucket(i, self.n_buckets) for i in ids], dtype=np.int64)
         buckets = bucket_of_id[enc.indices.to_numpy(zero_copy_only=False)]
         order = np.argsort(buckets, kind="stable")
-        sorted_b = buckets[order]
-        bounds = np.flatnonzero(np.diff(sorted_b)) + 1
+        bounds = np.flatnonzero(np.diff(buckets[order])) + 1
         for chunk in np.split(order, bounds):
-            b = int(buckets[chunk[0]])
-            part = table.take(pa.array(chunk, pa.int64()))
-            writer = self._writers.get(b)
+            key = (int(buckets[chunk[0]]), tag)
+            writer = self._writers.get(key)
             if writer is None:
                 # Arrow IPC, uncompressed: staging is written once and read once, so speed beats size
-                writer = pa.ipc.new_file(str(self.dir / f"bucket-{b:03d}.arrow"), self.schema)
-                self._writers[b] = writer
-            writer.write_table(part)
+                writer = pa.ipc.new_file(str(self._path(*key)), self.schema)
+                self._writers[key] = writer
+            writer.write_table(table.take(pa.array(chunk, pa.int64())))
 
-    def close(self) -> list[Path]:
-        for w in self._writers.values():
-            w.close()
-        return [self.dir / f"bucket-{b:03d}.arrow" for b in sorted(self._writers)]
+    def discard(self, tag: str) -> None:
+        """Forget everything staged under ``tag``."""
+        for key in [k for k in self._writers if k[1] == tag]:
+            self._writers.pop(key).close()
+            self._path(*key).unlink(missing_ok=True)
+
+    def close(self) -> list[list[Path]]:
+        """Close all files; returns the staged files grouped by bucket (one group per bucket)."""
+        groups: dict[int, list[Path]] = {}
+        for (bucket, tag), writer in sorted(self._writers.items()):
+            writer.close()
+            groups.setdefault(bucket, []).append(self._path(bucket, tag))
+        self._writers.clear()
+        return [groups[b] for b in sorted(groups)]
 
 
 def _bucket(individual_id: str, n: int) -> int:
@@ -109,87 +126,122 @@ def _bucket(individual_id: str, n: int) -> int:
                           "little") % n
 
 
-def finalize(store: Store, batch_id: str, bucket_files: list[Path], exclude: set[str] = frozenset(),
-             fsync: bool = True) -> FinalizeResult:
-    """Pass 2: dedup against the store and write the part files of the batch.
-
-    Rows staged by files in ``exclude`` (rejected part-way through) are left out.
-    """
+def finalize(store: Store, batch_id: str, buckets: list[list[Path]], fsync: bool = True) -> FinalizeResult:
+    """Pass 2: dedup against the store and write the part files of the batch (one bucket at a time)."""
     res = FinalizeResult()
     snapshot = store.snapshot()
-    for path in bucket_files:
-        with pa.memory_map(str(path)) as source:
-            table = pa.ipc.open_file(source).read_all()
-        if exclude:
-            table = table.filter(pc.invert(pc.is_in(table.column(S.SOURCE_FILE), pa.array(sorted(exclude)))))
+    for paths in buckets:
+        table = pa.concat_tables([_read_staged(p) for p in paths])
         if table.num_rows == 0:
             continue
         table = table.sort_by([(S.SPECIES, "ascending"), (S.INDIVIDUAL_ID, "ascending"),
                                (S.TIMESTAMP, "ascending"), (S.SOURCE_FILE, "ascending"),
                                (S.SOURCE_LINE, "ascending")])
+        table = _dedup_bucket(store, table, snapshot, res)
+        if table.num_rows == 0:
+            continue
         sp = table.column(S.SPECIES).to_numpy(zero_copy_only=False)
         ind = table.column(S.INDIVIDUAL_ID).to_numpy(zero_copy_only=False)
         change = np.flatnonzero((sp[1:] != sp[:-1]) | (ind[1:] != ind[:-1])) + 1
         starts = np.concatenate([[0], change])
         ends = np.concatenate([change, [table.num_rows]])
-        # individuals are independent: write them on all cores (Arrow and
-        # Parquet release the GIL); partial results are merged in order
+        # individuals are independent: write them on all cores (Parquet encoding and
+        # compression release the GIL); partial results are merged in order
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            parts = pool.map(lambda ab: _finalize_individual(store, batch_id, table.slice(ab[0], ab[1] - ab[0]),
-                                                             fsync, snapshot), zip(starts, ends))
+            parts = pool.map(lambda ab: _write_part(store, batch_id, table.slice(ab[0], ab[1] - ab[0])),
+                             zip(starts, ends))
             for part in parts:
-                res.merge(part)
+                res.part_files.append(part)
+        res.rows_kept += table.num_rows
+        res.individuals += len(starts)
+        _count_by_file(res.kept_by_file, table.column(S.SOURCE_FILE))
+    if fsync and res.part_files:
+        # one flush of everything written (data and renames) instead of two fsyncs per part
+        # file; the ledger commit that makes them visible comes after this returns
+        os.sync()
     return res
 
 
-def _finalize_individual(store: Store, batch_id: str, new: pa.Table, fsync: bool,
-                         snapshot: tuple[set[str], set[str]]) -> FinalizeResult:
-    res = FinalizeResult()
-    species = new.column(S.SPECIES)[0].as_py()
-    individual = new.column(S.INDIVIDUAL_ID)[0].as_py()
-    old = store.scan_fixes(individuals=[individual], columns=[S.TIMESTAMP, S.LON, S.LAT, S.EVENT_ID],
-                           snapshot=snapshot)
-    n_old, n_new = old.num_rows, new.num_rows
-    keys = pd.DataFrame({
-        "t": np.concatenate([_i64(old.column(S.TIMESTAMP)), _i64(new.column(S.TIMESTAMP))]),
-        "x": np.concatenate([old.column(S.LON).to_numpy(), new.column(S.LON).to_numpy()]),
-        "y": np.concatenate([old.column(S.LAT).to_numpy(), new.column(S.LAT).to_numpy()]),
-    })
-    dup = keys.duplicated(keep="first").to_numpy()[n_old:]
-    files = new.column(S.SOURCE_FILE).to_numpy(zero_copy_only=False)
-    if dup.any():
-        _count_by_file(res.duplicate_by_file, new.column(S.SOURCE_FILE).filter(pa.array(dup)))
-    res.rows_duplicate += int(dup.sum())
+def _read_staged(path: Path) -> pa.Table:
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_file(source).read_all()
 
-    # duplicate event ids (different fix, same id): quarantine the later one
-    ev = pd.Series(np.concatenate([_opt_i64(old.column(S.EVENT_ID)), _opt_i64(new.column(S.EVENT_ID))]))
-    ev_keep = np.concatenate([np.ones(n_old, dtype=bool), ~dup])
-    ev_dup = np.zeros(n_old + n_new, dtype=bool)
-    ev_valid = ev.notna().to_numpy() & ev_keep
+
+def _dedup_bucket(store: Store, new: pa.Table, snapshot, res: FinalizeResult) -> pa.Table:
+    """Drop fixes already stored or repeated; quarantine reused event ids; flag shared timestamps.
+
+    Vectorised over the whole bucket (many individuals at once); ``new`` is
+    sorted by individual and time, so "first" means earliest in the file.
+    """
+    ids = pc.unique(new.column(S.INDIVIDUAL_ID)).to_pylist()
+    old = store.scan_fixes(individuals=ids, columns=[S.INDIVIDUAL_ID, S.TIMESTAMP, S.LON, S.LAT, S.EVENT_ID],
+                           snapshot=snapshot)
+    n_old = old.num_rows
+    if n_old == 0 and _no_repeats(new):
+        return new  # the common first ingest of clean data: nothing to drop, quarantine or flag
+    both = pa.concat_tables([old, new.select(old.column_names).cast(old.schema)])
+    keys = pd.DataFrame({
+        "i": _codes(both.column(S.INDIVIDUAL_ID)),
+        "t": _i64(both.column(S.TIMESTAMP)),
+        "x": both.column(S.LON).to_numpy(),
+        "y": both.column(S.LAT).to_numpy(),
+    })
+    dup = keys.duplicated(keep="first").to_numpy()
+    res.rows_duplicate += int(dup[n_old:].sum())
+    if dup[n_old:].any():
+        _count_by_file(res.duplicate_by_file, new.column(S.SOURCE_FILE).filter(pa.array(dup[n_old:])))
+    # duplicate event ids (a different fix with the same id): quarantine the later one
+    ev = pd.DataFrame({"i": keys["i"], "e": _opt_i64(both.column(S.EVENT_ID))})
+    ev_valid = ev["e"].notna().to_numpy() & ~dup
+    ev_dup = np.zeros(len(ev), dtype=bool)
     ev_dup[ev_valid] = ev[ev_valid].duplicated(keep="first").to_numpy()
     ev_dup = ev_dup[n_old:]
     if ev_dup.any():
-        rows = np.flatnonzero(ev_dup)
-        for f in np.unique(files[rows]):
-            sel = rows[files[rows] == f]
-            res.quarantine.append(Q.records(
-                str(f), new.column(S.SOURCE_LINE).to_numpy()[sel], S.EVENT_ID, Q.DUPLICATE_EVENT_ID,
-                "event id already used by another fix of this individual",
-                new.column(S.EVENT_ID).take(pa.array(sel)), Q.ROW,
-                _row_text(new.take(pa.array(sel)))))
-    keep = ~dup & ~ev_dup
-    new = new.filter(pa.array(keep))
-    if new.num_rows == 0:
-        return res
+        _quarantine_event_ids(new, np.flatnonzero(ev_dup), res)
+    keep = ~dup & np.concatenate([np.zeros(n_old, dtype=bool), ~ev_dup])
+    keep_old = np.concatenate([np.ones(n_old, dtype=bool), np.zeros(len(keep) - n_old, dtype=bool)])
+    new = new.filter(pa.array(keep[n_old:]))
     # same time, different position: keep both, flag both (QC decides later)
-    t_all = pd.Series(np.concatenate([_i64(old.column(S.TIMESTAMP)), _i64(new.column(S.TIMESTAMP))]))
-    same_t = t_all.duplicated(keep=False).to_numpy()[n_old:]
+    sel = keep | keep_old
+    same_t = keys[sel][["i", "t"]].duplicated(keep=False).to_numpy()[n_old:]
     flags = new.column(S.QC_FLAGS).to_numpy().copy()
     flags[same_t] |= np.uint32(S.QCFlag.DUPLICATE_TIMESTAMP)
-    new = new.set_column(new.schema.get_field_index(S.QC_FLAGS), S.QC_FLAGS, pa.array(flags, pa.uint32()))
-    _write_part(store, batch_id, species, individual, new, res, fsync)
-    _count_by_file(res.kept_by_file, new.column(S.SOURCE_FILE))
-    return res
+    return new.set_column(new.schema.get_field_index(S.QC_FLAGS), S.QC_FLAGS, pa.array(flags, pa.uint32()))
+
+
+def _no_repeats(new: pa.Table) -> bool:
+    """True when no (individual, time) and no (individual, event id) occurs twice.
+
+    ``new`` is sorted by individual and time, so equal times are neighbours;
+    event ids are checked by one sort of (individual code, event id).
+    """
+    codes = _codes(new.column(S.INDIVIDUAL_ID)).astype(np.int64)
+    t = _i64(new.column(S.TIMESTAMP))
+    if np.any((codes[1:] == codes[:-1]) & (t[1:] == t[:-1])):
+        return False
+    ev = new.column(S.EVENT_ID)
+    valid = pc.is_valid(ev).to_numpy(zero_copy_only=False)
+    if not valid.any():
+        return True
+    pairs = np.stack([codes[valid], ev.filter(pa.array(valid)).to_numpy()], axis=1) if isinstance(ev, pa.Array) \
+        else np.stack([codes[valid], ev.combine_chunks().filter(pa.array(valid)).to_numpy()], axis=1)
+    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+    return not np.any(np.all(pairs[1:] == pairs[:-1], axis=1))
+
+
+def _quarantine_event_ids(new: pa.Table, rows: np.ndarray, res: FinalizeResult) -> None:
+    files = new.column(S.SOURCE_FILE).to_numpy(zero_copy_only=False)
+    for f in np.unique(files[rows]):
+        sel = rows[files[rows] == f]
+        res.quarantine.append(Q.records(
+            str(f), new.column(S.SOURCE_LINE).to_numpy()[sel], S.EVENT_ID, Q.DUPLICATE_EVENT_ID,
+            "event id already used by another fix of this individual",
+            new.column(S.EVENT_ID).take(pa.array(sel)), Q.ROW, _row_text(new.take(pa.array(sel)))))
+
+
+def _codes(arr) -> np.ndarray:
+    enc = pc.dictionary_encode(arr).combine_chunks() if isinstance(arr, pa.ChunkedArray) else pc.dictionary_encode(arr)
+    return enc.indices.to_numpy(zero_copy_only=False)
 
 
 def _count_by_file(counts: dict[str, int], source_files: pa.Array) -> None:
@@ -197,27 +249,23 @@ def _count_by_file(counts: dict[str, int], source_files: pa.Array) -> None:
         counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
 
 
-def _write_part(store: Store, batch_id: str, species: str, individual: str, rows: pa.Table,
-                res: FinalizeResult, fsync: bool) -> None:
+def _write_part(store: Store, batch_id: str, rows: pa.Table) -> str:
+    """Write one individual's new fixes as ``part-<batch>.parquet`` (tmp, rename); returns its store path."""
+    species = rows.column(S.SPECIES)[0].as_py()
+    individual = rows.column(S.INDIVIDUAL_ID)[0].as_py()
     n = rows.num_rows
     rows = rows.append_column(S.GEOMETRY, points_wkb(rows.column(S.LON).to_numpy(), rows.column(S.LAT).to_numpy()))
-    rows = rows.append_column(S.BATCH_ID, pa.array(np.full(n, batch_id, dtype=object), pa.string()))
+    rows = rows.append_column(S.BATCH_ID, constant_strings(batch_id, n))
     table = fixes_geo_table(S.FIXES.conform(rows), batch_id)
     folder = store.partition_dir(species, individual)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{PART_PREFIX}{batch_id}.parquet"
     tmp = final.with_name(final.name + ".tmp")
     with open(tmp, "wb") as fh:
-        pq.write_table(table, fh, compression="zstd", row_group_size=128_000)
-        if fsync:
-            fh.flush()
-            os.fsync(fh.fileno())
+        pq.write_table(table, fh, compression="zstd", row_group_size=128_000, use_dictionary=_DICTIONARY,
+                       write_statistics=_STATISTICS)
     os.replace(tmp, final)
-    if fsync:
-        fsync_dir(folder)
-    res.part_files.append(str(final.relative_to(store.path)))
-    res.rows_kept += n
-    res.individuals += 1
+    return str(final.relative_to(store.path))
 
 
 def _i64(arr) -> np.ndarray:
