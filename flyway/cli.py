@@ -17,6 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flyway import schema as S_
+from flyway.errors import ConfigError as ConfigErr
 from flyway.errors import FlywayError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -237,6 +239,99 @@ def stops(store: Path = typer.Option(..., "--store"),
         table.add_row(*[f"{v:.1f}" if isinstance(v, float) else str(v) for v in row])
     if not _STATE["quiet"]:
         out.print(table)
+
+
+# --------------------------------------------------------------------------- sites / coverage / exposure
+@app.command()
+def sites(store: Path = typer.Option(..., "--store"),
+          eps_km: float = typer.Option(10.0, "--eps-km", help="Clustering distance between stops (km)."),
+          buffer_km: float = typer.Option(2.0, "--buffer-km", help="Buffer around a site's stops (km)."),
+          as_json: bool = typer.Option(False, "--json")) -> None:
+    """Cluster the stops of all birds into sites (haversine DBSCAN), with use statistics."""
+    from flyway.analysis.site_runner import run_sites
+    from flyway.analysis.sites import SiteParams
+
+    result = _run(lambda: run_sites(store, SiteParams(eps_m=eps_km * 1000.0, buffer_m=buffer_km * 1000.0)))
+    cols = [S_.SITE_ID, S_.SPECIES, S_.N_INDIVIDUALS, S_.SHARE_OF_TRACKED, S_.BIRD_DAYS, S_.COUNTRIES]
+    top = result.sort_values(S_.BIRD_DAYS, ascending=False)[cols]
+    if as_json:
+        _print_json({"sites": len(result), "top": top.head(20).to_dict(orient="records")})
+        return
+    _table(f"{len(result)} sites (top 15 by bird-days)", top.head(15))
+
+
+@app.command()
+def coverage(store: Path = typer.Option(..., "--store"),
+             protected_areas: Path = typer.Option(..., "--protected-areas",
+                                                  help="WDPA or any polygons with a name (shp, gpkg, geojson, parquet)."),
+             status_year: Optional[int] = typer.Option(None, "--status-year",
+                                                       help="What was protected in this year."),
+             gap_max: float = typer.Option(0.5, "--gap-max", help="Sites protected below this share are gaps."),
+             no_fixes: bool = typer.Option(False, "--no-fixes", help="Weight by stops only (faster)."),
+             as_json: bool = typer.Option(False, "--json")) -> None:
+    """Protected-area coverage of the sites, per species/season/country, and the ranked gaps."""
+    from flyway.analysis.coverage import CoverageParams
+    from flyway.analysis.protected import ProtectedAreaParams
+    from flyway.analysis.site_runner import run_coverage
+
+    params = CoverageParams(gap_max_protected=gap_max, protected=ProtectedAreaParams(status_year_max=status_year))
+    result = _run(lambda: run_coverage(store, protected_areas, params, use_fixes=not no_fixes))
+    if as_json:
+        _print_json({"sites": len(result.sites), "gaps": result.gaps.head(50).to_dict(orient="records"),
+                     "by_group": result.by_group.to_dict(orient="records")})
+        return
+    cols = ["gap_rank", S_.SPECIES, S_.COUNTRIES, S_.N_INDIVIDUALS, S_.BIRD_DAYS, S_.PROTECTED_FRACTION, S_.LON, S_.LAT]
+    _table(f"top coverage gaps ({len(result.gaps)} sites below {gap_max:.0%} protected)",
+           result.gaps[[c for c in cols if c in result.gaps.columns]].head(15))
+    by = result.by_group
+    if len(by):
+        share = by.groupby(S_.SPECIES).apply(
+            lambda g: g["protected_bird_days"].sum() / max(g[S_.BIRD_DAYS].sum(), 1e-9), include_groups=False)
+        for sp, v in share.items():
+            _echo(f"{sp}: {v:.0%} of stopover bird-days inside protected areas")
+    _echo(f"tables and CSV in {Path(store) / 'coverage'}")
+
+
+@app.command()
+def exposure(store: Path = typer.Option(..., "--store"),
+             infrastructure: List[Path] = typer.Option(..., "--infrastructure",
+                                                       help="GPPD CSV, OSM-style GeoJSON/GeoPackage (repeatable)."),
+             buffers_km: str = typer.Option("1,5,10", "--buffers-km", help="Buffer distances, comma-separated."),
+             no_fixes: bool = typer.Option(False, "--no-fixes", help="Share of stop fixes instead of all fixes."),
+             as_json: bool = typer.Option(False, "--json")) -> None:
+    """Nearest energy facilities and facilities within buffers, for sites, stops and birds."""
+    from flyway.analysis.infrastructure import ExposureParams
+    from flyway.analysis.site_runner import run_exposure
+
+    def go():
+        try:
+            buffers = tuple(float(x) for x in buffers_km.split(","))
+        except ValueError:
+            raise ConfigErr(f"--buffers-km = {buffers_km!r}: expected numbers separated by commas") from None
+        return run_exposure(store, infrastructure, ExposureParams(buffers_km=buffers), use_fixes=not no_fixes)
+
+    result = _run(go)
+    frame = result.site_exposure if result.site_exposure is not None else result.stop_exposure
+    if as_json:
+        _print_json({"site_exposure": None if frame is None else frame.head(50).to_dict(orient="records")})
+        return
+    if frame is not None:
+        near = frame.sort_values("distance_km").drop_duplicates([c for c in (S_.SITE_ID, S_.STOP_ID) if c in frame])
+        cols = [c for c in (S_.SITE_ID, S_.STOP_ID, S_.SPECIES, "facility_kind", "distance_km", "n_within_5km")
+                if c in near.columns]
+        _table("closest energy facilities", near[cols].head(15))
+    _echo(f"tables and CSV in {Path(store) / 'exposure'}")
+
+
+def _table(title: str, frame) -> None:
+    if _STATE["quiet"]:
+        return
+    table = Table(title=title)
+    for col in frame.columns:
+        table.add_column(str(col))
+    for row in frame.itertuples(index=False):
+        table.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row])
+    out.print(table)
 
 
 # --------------------------------------------------------------------------- scenario

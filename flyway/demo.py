@@ -1,8 +1,9 @@
 """``flyway demo``: the embedded default run, needing no downloads.
 
 Simulates a flyway of the three flagship species, ingests it into a store,
-flags it, detects stops and says how many of the planted stops it recovered;
-later stages (sites, coverage, maps) join as they land.
+flags it, detects stops (and says how many of the planted stops it
+recovered), clusters sites, measures their coverage by synthetic protected
+areas and their distance to synthetic wind farms, and prints the top gaps.
 """
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from typing import Any, Callable
 import pandas as pd
 
 from flyway.analysis.accuracy import truth_recovery
+from flyway import schema as S
 from flyway.analysis.runner import run_qc, run_stops, stops_summary
+from flyway.analysis.site_runner import run_coverage, run_exposure, run_sites
+from flyway.demo_layers import write_demo_layers
 from flyway.info import store_info
 from flyway.ingest.pipeline import ingest
 from flyway.simulate import write_simulation
@@ -48,6 +52,26 @@ def run_demo(out_dir: str | os.PathLike[str], n_individuals: int = 30, days: int
     recovery = truth_recovery(stops, pd.read_csv(paths["truth"]))
     echo(f"planted stops recovered: {recovery.planted_found} of {recovery.planted} "
          f"(recall {recovery.recall:.3f}, precision {recovery.precision:.3f})")
+    sites = run_sites(store)
+    echo(f"sites: {len(sites)} (stops of all birds clustered); "
+         f"{int((sites[S.SHARE_OF_TRACKED] >= 0.2).sum())} used by at least 20 % of a species' tracked birds")
+    layers = write_demo_layers(out_dir / "layers", seed=seed)
+    echo(f"synthetic protected areas and wind farms (built in code, not real data): {out_dir / 'layers'}")
+    cov = run_coverage(store, layers["protected_areas"])
+    by = cov.by_group
+    for sp, g in by.groupby(S.SPECIES):
+        echo(f"  {sp}: {g['protected_bird_days'].sum() / max(g[S.BIRD_DAYS].sum(), 1e-9):.0%} "
+             "of stopover bird-days inside protected areas")
+    echo(f"top coverage gaps ({len(cov.gaps)} sites below 50 % protected):")
+    for row in cov.gaps.head(5).itertuples(index=False):
+        echo(f"  #{row.gap_rank} {row.species} at {row.lat:.2f}N {row.lon:.2f}E ({row.countries}): "
+             f"{row.n_individuals} birds, {row.bird_days:.0f} bird-days, {row.protected_fraction:.0%} protected")
+    exp = run_exposure(store, [layers["infrastructure"]])
+    near = exp.sites.sort_values(S.NEAREST_INFRASTRUCTURE_KM).head(3)
+    for row in near.itertuples(index=False):
+        echo(f"  {row.species} site at {row.lat:.2f}N {row.lon:.2f}E: nearest facility "
+             f"{getattr(row, S.NEAREST_INFRASTRUCTURE_KM):.1f} km")
     return {"store": str(store), "simulation": {k: str(v) for k, v in paths.items()},
             "ingest": report.to_dict(), "info": info.to_dict(), "qc": qc.counts,
-            "stops": len(stops), "recovery": recovery.to_dict()}
+            "stops": len(stops), "recovery": recovery.to_dict(), "sites": len(sites),
+            "gaps": len(cov.gaps), "layers": {k: str(v) for k, v in layers.items()}}

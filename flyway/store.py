@@ -414,8 +414,9 @@ def ledger_state(store: Store) -> dict[str, Any]:
 
 
 def write_derived(store: str | os.PathLike[str] | Store, name: str, table: pa.Table,
-                  params: dict[str, Any] | None = None, geometry_types: list[str] | None = None) -> Path:
-    """Atomically write a derived table (stops, sites, ...) as ``STORE/<name>/<name>.parquet``.
+                  params: dict[str, Any] | None = None, geometry_types: list[str] | None = None,
+                  folder: str | None = None) -> Path:
+    """Atomically write a derived table (stops, sites, ...) as ``STORE/<folder or name>/<name>.parquet``.
 
     The flyway version, the parameters and the ledger state it was computed
     from go into the file's metadata. With a ``geometry`` column the file is
@@ -432,13 +433,13 @@ def write_derived(store: str | os.PathLike[str] | Store, name: str, table: pa.Ta
         table = with_geo_metadata(table, S.GEOMETRY, geometry_types or [], meta, bbox)
     else:
         table = table.replace_schema_metadata({b"flyway": json.dumps(meta, default=str).encode()})
-    return atomic_write_table(st.path / name / f"{name}.parquet", table)
+    return atomic_write_table(st.path / (folder or name) / f"{name}.parquet", table)
 
 
-def read_derived(store: str | os.PathLike[str] | Store, name: str) -> pd.DataFrame:
+def read_derived(store: str | os.PathLike[str] | Store, name: str, folder: str | None = None) -> pd.DataFrame:
     """Read a derived table written by :func:`write_derived` (empty if never written)."""
     st = store if isinstance(store, Store) else Store(store)
-    path = st.path / name / f"{name}.parquet"
+    path = st.path / (folder or name) / f"{name}.parquet"
     if not path.exists():
         contract = S.TABLES.get(name)
         if contract is None:
