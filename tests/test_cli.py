@@ -71,3 +71,43 @@ def test_demo_runs_as_a_user_would(tmp_path):
                           timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "ingested batch" in proc.stdout and "demo finished" in proc.stdout
+
+
+@pytest.mark.slow
+def test_end_to_end_simulate_to_exposure(tmp_path):
+    """simulate -> ingest -> qc -> stops -> sites -> coverage -> exposure, all through the CLI."""
+    from flyway.demo_layers import write_demo_layers
+
+    sim, store = tmp_path / "sim", tmp_path / "store"
+    steps = [
+        ["simulate", "--out", str(sim), "--individuals", "6", "--days", "200", "--seed", "11"],
+        ["ingest", str(sim / "flyway_sim.csv"), "--store", str(store), "--reference", str(sim / "reference.csv")],
+        ["qc", "--store", str(store)],
+        ["stops", "--store", str(store), "--in-process"],
+        ["sites", "--store", str(store)],
+    ]
+    for args in steps:
+        r = flyway(*args)
+        assert r.exit_code == 0, (args, r.output)
+    layers = write_demo_layers(tmp_path / "layers")
+    r = flyway("coverage", "--store", str(store), "--protected-areas", str(layers["protected_areas"]), "--json")
+    assert r.exit_code == 0, r.output
+    cov = json.loads(r.stdout)
+    assert cov["sites"] > 5 and all(0 <= g["protected_fraction"] < 0.5 for g in cov["gaps"])
+    r = flyway("exposure", "--store", str(store), "--infrastructure", str(layers["infrastructure"]))
+    assert r.exit_code == 0, r.output
+    import geopandas as gpd
+
+    sites = gpd.read_parquet(store / "sites" / "sites.parquet")
+    assert sites.geom_type.isin(["Polygon", "MultiPolygon"]).all() and sites.crs.to_epsg() == 4326
+    assert sites["protected_fraction"].notna().all() and sites["nearest_infrastructure_km"].notna().all()
+    for name in ("coverage/gaps.csv", "coverage/coverage_by_group.csv", "exposure/site_exposure.csv"):
+        assert (store / name).stat().st_size > 0
+    r = flyway("store", "info", "--store", str(store), "--json")
+    assert json.loads(r.stdout)["derived"] == {"stops": len(flyway_read_stops(store)), "sites": len(sites)}
+
+
+def flyway_read_stops(store):
+    import flyway as fw
+
+    return fw.read_stops(store)
