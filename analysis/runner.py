@@ -166,11 +166,17 @@ def run_stops(store: str | os.PathLike[str] | Store, method: str = "flyway", max
     st = store if isinstance(store, Store) else Store(store)
     st.require()
     snap = st.snapshot()
-    groups = group_individuals(individuals(st, only=individuals_only))
+    inds = individuals(st, only=individuals_only)
     kwargs = dict(method=method, max_diameter=max_diameter, min_duration=min_duration, **options)
     task = partial(_stops_task, str(st.path.resolve()), snapshot=snap, kwargs=kwargs)
     frames: list[pd.DataFrame] = []
     with resolve_client(client, scheduler) as c:
+        total = sum(i.fixes for i in inds)
+        if c is not None:  # several groups per worker thread, so the cluster stays busy to the end
+            threads = max(1, sum(c.nthreads().values()))
+            groups = group_individuals(inds, max(50_000, min(GROUP_FIXES, total // (4 * threads) + 1)))
+        else:
+            groups = group_individuals(inds)
         if c is None:
             for i, g in enumerate(groups):
                 frames.append(task(g))

@@ -94,6 +94,7 @@ def run_coverage(store, protected_areas: str | os.PathLike[str] | gpd.GeoDataFra
     p["protected_areas"] = str(protected_areas) if not isinstance(protected_areas, gpd.GeoDataFrame) else "<GeoDataFrame>"
     with st.lock("coverage"):
         write_sites(st, result.sites, {"coverage": p})
+        _write_layer(st, COVERAGE_DIR, "protected_areas", result.protected_areas, p)
         for name, frame in (("coverage_by_group", result.by_group), ("gaps", result.gaps)):
             _write_plain(st, COVERAGE_DIR, name, frame, p)
         result.to_csv(st.path / COVERAGE_DIR)
@@ -114,6 +115,7 @@ def run_exposure(store, infrastructure: Sequence[str | os.PathLike[str]] | gpd.G
          "infrastructure": [str(x) for x in infrastructure] if not isinstance(infrastructure, gpd.GeoDataFrame)
          else "<GeoDataFrame>"}
     with st.lock("exposure"):
+        _write_layer(st, EXPOSURE_DIR, "infrastructure", facilities, p)
         if result.sites is not None:
             write_sites(st, result.sites, {"exposure": p})
         for name in ("site_exposure", "stop_exposure", "individual_exposure", "breeding_exposure"):
@@ -121,6 +123,22 @@ def run_exposure(store, infrastructure: Sequence[str | os.PathLike[str]] | gpd.G
             if frame is not None:
                 _write_plain(st, EXPOSURE_DIR, name, frame, p)
     return result
+
+
+def _write_layer(st: Store, folder: str, name: str, gdf: gpd.GeoDataFrame, params: dict[str, Any]) -> None:
+    """A GeoDataFrame (cleaned protected areas, facilities) as GeoParquet for the maps.
+
+    These are the user's own inputs as cleaned for the analysis; they stay in
+    the user's store (flyway itself never ships WDPA data).
+    """
+    frame = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
+    for col in frame.columns:
+        if frame[col].dtype == object:
+            frame[col] = frame[col].astype("string")
+    frame[S.GEOMETRY] = shapely.to_wkb(gdf.geometry.to_numpy())
+    types = sorted(set(gdf.geom_type.dropna()))
+    write_derived(st, name, pa.Table.from_pandas(frame, preserve_index=False), params=params,
+                  geometry_types=types, folder=folder)
 
 
 def _write_plain(st: Store, folder: str, name: str, frame: pd.DataFrame, params: dict[str, Any]) -> None:

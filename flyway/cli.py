@@ -334,6 +334,53 @@ def _table(title: str, frame) -> None:
     out.print(table)
 
 
+# --------------------------------------------------------------------------- maps and report
+@app.command("map")
+def map_cmd(store: Path = typer.Option(..., "--store"),
+            out_path: Path = typer.Option(Path("map.html"), "--out", help="HTML file to write."),
+            individual: Optional[str] = typer.Option(None, "--individual", help="Per-bird view of this individual."),
+            self_contained: bool = typer.Option(False, "--self-contained",
+                                                help="Inline Leaflet and plugins: opens with no network."),
+            public: bool = typer.Option(False, "--public", help="Generalise breeding locations (sensitive species)."),
+            protected_areas: Optional[Path] = typer.Option(None, "--protected-areas"),
+            infrastructure: Optional[List[Path]] = typer.Option(None, "--infrastructure"),
+            species: Optional[List[str]] = typer.Option(None, "--species", help="Only these species (repeatable)."),
+            season: Optional[List[str]] = typer.Option(None, "--season", help="Only these seasons, e.g. 2024-spring.")
+            ) -> None:
+    """The gap map (sites by protected fraction, tracks, heatmap, reserves, facilities) or a per-bird view."""
+    from flyway.maps.bird_map import bird_map
+    from flyway.maps.gap_map import MapParams, gap_map
+    from flyway.maps.offline import save_map
+
+    def go():
+        if individual:
+            m = bird_map(store, individual, self_contained=self_contained, public=public)
+        else:
+            params = MapParams(species=tuple(species) if species else None,
+                               seasons=tuple(season) if season else None)
+            m = gap_map(store, protected_areas=protected_areas, infrastructure=infrastructure or None,
+                        params=params, self_contained=self_contained, public=public)
+        return save_map(m, out_path, self_contained=self_contained)
+
+    path = _run(go)
+    _echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB{', self-contained' if self_contained else ''})")
+
+
+@app.command("report")
+def report_cmd(store: Path = typer.Option(..., "--store"),
+               out_dir: Path = typer.Option(..., "--out", help="Folder for report.html, CSV/GeoJSON and charts."),
+               public: bool = typer.Option(True, "--public/--exact",
+                                           help="Generalise breeding locations (default) or show them exactly."),
+               protected_areas: Optional[Path] = typer.Option(None, "--protected-areas"),
+               infrastructure: Optional[List[Path]] = typer.Option(None, "--infrastructure")) -> None:
+    """The planner report: per species, season and country, with charts, downloads and a data dictionary."""
+    from flyway.maps.report import report
+
+    path = _run(lambda: report(store, out_dir, protected_areas=protected_areas,
+                               infrastructure=infrastructure or None, public=public))
+    _echo(f"wrote {path}")
+
+
 # --------------------------------------------------------------------------- scenario
 @app.command()
 def scenario(scenario_file: Path = typer.Option(..., "--scenario", help="Scenario TOML (facilities, options)."),

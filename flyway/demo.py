@@ -18,6 +18,9 @@ from flyway import schema as S
 from flyway.analysis.runner import run_qc, run_stops, stops_summary
 from flyway.analysis.site_runner import run_coverage, run_exposure, run_sites
 from flyway.demo_layers import write_demo_layers
+from flyway.maps.gap_map import gap_map
+from flyway.maps.offline import save_map
+from flyway.maps.report import report as planner_report
 from flyway.info import store_info
 from flyway.ingest.pipeline import ingest
 from flyway.simulate import write_simulation
@@ -71,7 +74,12 @@ def run_demo(out_dir: str | os.PathLike[str], n_individuals: int = 30, days: int
     for row in near.itertuples(index=False):
         echo(f"  {row.species} site at {row.lat:.2f}N {row.lon:.2f}E: nearest facility "
              f"{getattr(row, S.NEAREST_INFRASTRUCTURE_KM):.1f} km")
+    gap = save_map(gap_map(store, self_contained=True), out_dir / "gap_map.html", self_contained=True)
+    echo(f"gap map (self-contained, opens offline): {gap} ({gap.stat().st_size / 1e6:.1f} MB)")
+    page = planner_report(store, out_dir / "report", public=True)
+    echo(f"planner report (breeding sites generalised): {page}")
     return {"store": str(store), "simulation": {k: str(v) for k, v in paths.items()},
             "ingest": report.to_dict(), "info": info.to_dict(), "qc": qc.counts,
             "stops": len(stops), "recovery": recovery.to_dict(), "sites": len(sites),
-            "gaps": len(cov.gaps), "layers": {k: str(v) for k, v in layers.items()}}
+            "gaps": len(cov.gaps), "layers": {k: str(v) for k, v in layers.items()},
+            "map": str(gap), "report": str(page)}
