@@ -38,7 +38,7 @@ from flyway.geoparquet import atomic_write_table
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BLOCK_SIZE = 16 << 20
+DEFAULT_BLOCK_SIZE = 4 << 20  # Arrow reads several blocks ahead per core: small blocks bound memory
 FUTURE_TOLERANCE = dt.timedelta(days=1)
 _DELIMITERS = (",", ";", "\t", "|")
 # Fault injection for the crash-safety tests: FLYWAY_FAULT=<point> kills the

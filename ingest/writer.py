@@ -134,15 +134,12 @@ def finalize(store: Store, batch_id: str, buckets: list[list[Path]], fsync: bool
         table = pa.concat_tables([_read_staged(p) for p in paths])
         if table.num_rows == 0:
             continue
-        table = table.sort_by([(S.SPECIES, "ascending"), (S.INDIVIDUAL_ID, "ascending"),
-                               (S.TIMESTAMP, "ascending"), (S.SOURCE_FILE, "ascending"),
-                               (S.SOURCE_LINE, "ascending")])
+        table = _group_by_bird(table)
         table = _dedup_bucket(store, table, snapshot, res)
         if table.num_rows == 0:
             continue
-        sp = table.column(S.SPECIES).to_numpy(zero_copy_only=False)
-        ind = table.column(S.INDIVIDUAL_ID).to_numpy(zero_copy_only=False)
-        change = np.flatnonzero((sp[1:] != sp[:-1]) | (ind[1:] != ind[:-1])) + 1
+        bird = _bird_codes(table)
+        change = np.flatnonzero(bird[1:] != bird[:-1]) + 1
         starts = np.concatenate([[0], change])
         ends = np.concatenate([change, [table.num_rows]])
         # individuals are independent: write them on all cores (Parquet encoding and
@@ -162,6 +159,25 @@ def finalize(store: Store, batch_id: str, buckets: list[list[Path]], fsync: bool
     return res
 
 
+def _bird_codes(table: pa.Table) -> np.ndarray:
+    """One integer per (species, individual) pair, numbered in order of first appearance."""
+    key = pc.binary_join_element_wise(table.column(S.SPECIES), table.column(S.INDIVIDUAL_ID), "\x1f")
+    return _codes(key).astype(np.int64)
+
+
+def _group_by_bird(table: pa.Table) -> pa.Table:
+    """Rows of each bird together, in time order; ties keep staged (file, line) order.
+
+    A stable sort on integer keys: much cheaper than sorting by the id strings.
+    """
+    bird = _bird_codes(table)
+    t = _i64(table.column(S.TIMESTAMP))
+    order = np.lexsort((t, bird))
+    if np.all(order[1:] > order[:-1]):
+        return table  # already grouped and in time order (the usual Movebank export)
+    return table.take(pa.array(order))
+
+
 def _read_staged(path: Path) -> pa.Table:
     with pa.memory_map(str(path)) as source:
         return pa.ipc.open_file(source).read_all()
@@ -176,9 +192,14 @@ def _dedup_bucket(store: Store, new: pa.Table, snapshot, res: FinalizeResult) ->
     ids = pc.unique(new.column(S.INDIVIDUAL_ID)).to_pylist()
     old = store.scan_fixes(individuals=ids, columns=[S.INDIVIDUAL_ID, S.TIMESTAMP, S.LON, S.LAT, S.EVENT_ID],
                            snapshot=snapshot)
+    if old.num_rows == 0:
+        return _dedup_sorted(new, res)  # first data of these birds: a numpy pass over sorted rows
+    return _dedup_against(new, old, res)
+
+
+def _dedup_against(new: pa.Table, old: pa.Table, res: FinalizeResult) -> pa.Table:
+    """The general case of :func:`_dedup_bucket`: hash (individual, time, position) over old and new rows."""
     n_old = old.num_rows
-    if n_old == 0 and _no_repeats(new):
-        return new  # the common first ingest of clean data: nothing to drop, quarantine or flag
     both = pa.concat_tables([old, new.select(old.column_names).cast(old.schema)])
     keys = pd.DataFrame({
         "i": _codes(both.column(S.INDIVIDUAL_ID)),
@@ -209,24 +230,59 @@ def _dedup_bucket(store: Store, new: pa.Table, snapshot, res: FinalizeResult) ->
     return new.set_column(new.schema.get_field_index(S.QC_FLAGS), S.QC_FLAGS, pa.array(flags, pa.uint32()))
 
 
-def _no_repeats(new: pa.Table) -> bool:
-    """True when no (individual, time) and no (individual, event id) occurs twice.
+def _dedup_sorted(new: pa.Table, res: FinalizeResult) -> pa.Table:
+    """:func:`_dedup_bucket` for rows with nothing stored before them, without hashing every row.
 
-    ``new`` is sorted by individual and time, so equal times are neighbours;
-    event ids are checked by one sort of (individual code, event id).
+    ``new`` is sorted by individual and time, so rows sharing (individual,
+    time) are neighbours: only those runs (rare) need a closer look.
     """
+    n = new.num_rows
     codes = _codes(new.column(S.INDIVIDUAL_ID)).astype(np.int64)
     t = _i64(new.column(S.TIMESTAMP))
-    if np.any((codes[1:] == codes[:-1]) & (t[1:] == t[:-1])):
-        return False
-    ev = new.column(S.EVENT_ID)
-    valid = pc.is_valid(ev).to_numpy(zero_copy_only=False)
+    same_prev = (codes[1:] == codes[:-1]) & (t[1:] == t[:-1])
+    in_run = np.zeros(n, dtype=bool)
+    in_run[1:] |= same_prev
+    in_run[:-1] |= same_prev
+    dup = np.zeros(n, dtype=bool)
+    if in_run.any():
+        idx = np.flatnonzero(in_run)
+        sub = pd.DataFrame({"i": codes[idx], "t": t[idx], "x": new.column(S.LON).to_numpy()[idx],
+                            "y": new.column(S.LAT).to_numpy()[idx]})
+        dup[idx] = sub.duplicated(keep="first").to_numpy()
+    if dup.any():
+        res.rows_duplicate += int(dup.sum())
+        _count_by_file(res.duplicate_by_file, new.column(S.SOURCE_FILE).filter(pa.array(dup)))
+    ev_dup = _event_id_repeats(codes, new.column(S.EVENT_ID), ~dup)
+    if ev_dup.any():
+        _quarantine_event_ids(new, np.flatnonzero(ev_dup), res)
+    keep = ~dup & ~ev_dup
+    flags = new.column(S.QC_FLAGS).to_numpy().copy()
+    kept = np.flatnonzero(keep)
+    if in_run.any() and kept.size > 1:  # same time, different position: keep both, flag both
+        k_same = (codes[kept][1:] == codes[kept][:-1]) & (t[kept][1:] == t[kept][:-1])
+        mark = np.zeros(kept.size, dtype=bool)
+        mark[1:] |= k_same
+        mark[:-1] |= k_same
+        flags[kept[mark]] |= np.uint32(S.QCFlag.DUPLICATE_TIMESTAMP)
+    new = new.set_column(new.schema.get_field_index(S.QC_FLAGS), S.QC_FLAGS, pa.array(flags, pa.uint32()))
+    return new.filter(pa.array(keep)) if not keep.all() else new
+
+
+def _event_id_repeats(codes: np.ndarray, events, candidates: np.ndarray) -> np.ndarray:
+    """Rows whose (individual, event id) already occurred earlier among ``candidates``."""
+    ev = events.combine_chunks() if isinstance(events, pa.ChunkedArray) else events
+    valid = pc.is_valid(ev).to_numpy(zero_copy_only=False) & candidates
+    out = np.zeros(len(codes), dtype=bool)
     if not valid.any():
-        return True
-    pairs = np.stack([codes[valid], ev.filter(pa.array(valid)).to_numpy()], axis=1) if isinstance(ev, pa.Array) \
-        else np.stack([codes[valid], ev.combine_chunks().filter(pa.array(valid)).to_numpy()], axis=1)
-    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
-    return not np.any(np.all(pairs[1:] == pairs[:-1], axis=1))
+        return out
+    rows = np.flatnonzero(valid)
+    e = ev.fill_null(0).to_numpy(zero_copy_only=False)[rows]
+    order = np.lexsort((rows, e, codes[rows]))  # by individual, event id, then row: the first stays
+    c_s, e_s = codes[rows][order], e[order]
+    again = np.zeros(rows.size, dtype=bool)
+    again[1:] = (c_s[1:] == c_s[:-1]) & (e_s[1:] == e_s[:-1])
+    out[rows[order][again]] = True
+    return out
 
 
 def _quarantine_event_ids(new: pa.Table, rows: np.ndarray, res: FinalizeResult) -> None:
