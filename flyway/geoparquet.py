@@ -11,7 +11,7 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -109,19 +109,14 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_table(path: Path, table: pa.Table, *, compression: str = "zstd",
-                       row_group_size: int = 128_000) -> Path:
-    """Write ``table`` to ``path`` so that ``path`` is either absent/old or complete.
-
-    Writes ``<path>.<random>.tmp`` in the same folder, fsyncs it, renames it over
-    ``path`` and fsyncs the folder.
-    """
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Make ``path`` either absent/old or complete: write a temp file beside it, fsync, rename, fsync the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression=compression, row_group_size=row_group_size)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -130,24 +125,18 @@ def atomic_write_table(path: Path, table: pa.Table, *, compression: str = "zstd"
             tmp.unlink()
     fsync_dir(path.parent)
     return path
+
+
+def atomic_write_table(path: Path, table: pa.Table, *, compression: str = "zstd",
+                       row_group_size: int = 128_000) -> Path:
+    """Write ``table`` as Parquet to ``path`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda fh: pq.write_table(table, fh, compression=compression,
+                                                        row_group_size=row_group_size))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Atomically replace ``path`` with ``data`` (tmp + fsync + rename + dir fsync)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    fsync_dir(path.parent)
-    return path
+    """Replace ``path`` with ``data`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda fh: fh.write(data))
 
 
 def read_flyway_metadata(path: Path) -> dict[str, Any]:
