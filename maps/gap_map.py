@@ -211,7 +211,8 @@ def as_geodataframe(frame: pd.DataFrame) -> gpd.GeoDataFrame:
 
 
 # derived tables that live in a stage's folder rather than their own (analysis/site_runner.py)
-_FOLDER_OF = {"gaps": "coverage", "protected_areas": "coverage", "infrastructure": "exposure"}
+_FOLDER_OF = {"gaps": "coverage", "coverage_by_group": "coverage", "protected_areas": "coverage",
+              "infrastructure": "exposure"}
 
 
 def _optional_table(store, name: str) -> pd.DataFrame | None:
@@ -235,7 +236,8 @@ def load_store_tables(store: str | os.PathLike[str], *, protected_areas=None, in
     """Read what the store has for a map or report; derive sites/coverage/exposure when their inputs exist.
 
     Returns a dict with keys fixes, stops, sites, gaps, protected_areas,
-    infrastructure, coverage (``CoverageResult`` or None); missing ones are None.
+    infrastructure, coverage (``CoverageResult`` or None), coverage_by_group;
+    missing ones are None.
     """
     from flyway.store import read_fixes
 
@@ -273,8 +275,9 @@ def load_store_tables(store: str | os.PathLike[str], *, protected_areas=None, in
             fixes = read_fixes(store, species=list(species) if species else None, columns=FIX_COLUMNS)
         except StoreError:
             fixes = None
+    by_group = cov.by_group if cov is not None else _optional_table(store, "coverage_by_group")
     return {"fixes": fixes, "stops": stops, "sites": sites, "gaps": gaps, "protected_areas": pas,
-            "infrastructure": fac, "coverage": cov}
+            "infrastructure": fac, "coverage": cov, "coverage_by_group": by_group}
 
 
 def _read_protected(path):

@@ -319,6 +319,5 @@ def report(store: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, pr
                           protected_areas=t["protected_areas"], infrastructure=t["infrastructure"],
                           params=MapParams(public=pp), self_contained=self_contained)
         map_file = save_map(m, Path(out_dir) / "map.html", self_contained=self_contained).name
-    cov = t["coverage"]
     return build_report(out_dir, stops=t["stops"], sites=t["sites"], gaps=t["gaps"],
-                        coverage_by_group=cov.by_group if cov is not None else None, public=pp, map_file=map_file)
+                        coverage_by_group=t["coverage_by_group"], public=pp, map_file=map_file)
