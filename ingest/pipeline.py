@@ -7,6 +7,7 @@ not stop the others.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
 import datetime as dt
@@ -15,6 +16,7 @@ import logging
 import os
 import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -38,6 +40,7 @@ from flyway.geoparquet import atomic_write_table
 
 log = logging.getLogger(__name__)
 
+_PARSE_WORKERS = max(1, min(4, os.cpu_count() or 1))
 DEFAULT_BLOCK_SIZE = 4 << 20  # Arrow reads several blocks ahead per core: small blocks bound memory
 FUTURE_TOLERANCE = dt.timedelta(days=1)
 _DELIMITERS = (",", ";", "\t", "|")
@@ -276,26 +279,39 @@ def _read_rows(source: Source, ctx: ParseContext, delimiter: str, stager: Stager
             )
             next_line, first_batch = 2, True
             future = pa.scalar(now + FUTURE_TOLERANCE, S.TIMESTAMP_TYPE)
-            with reader:
+
+            def convert(batch: pa.RecordBatch, lines: np.ndarray, check_file: bool):
+                fixes, q = parse_batch(batch, lines, ctx, check_file=check_file)
+                fixes = apply_reference(fixes, ref)
+                fixes, q2 = _require_species(fixes, ctx)
+                return _flag_future(fixes, future), [q, q2], batch.num_rows
+
+            def stage(done) -> None:
+                fixes, qs, n = done.result()
+                quarantine.extend(qs)
+                stager.add(fixes, tag)  # in file order, so ties keep file order
+                fr.rows_read += n
+                if progress:
+                    progress(source.name, n)
+
+            # Batches are converted on a small pool (Arrow compute releases the GIL) while
+            # this thread stages finished ones in order; a few in flight bound the memory.
+            pending: collections.deque = collections.deque()
+            with reader, ThreadPoolExecutor(max_workers=_PARSE_WORKERS) as pool:
                 for batch in _prefetch(reader):
-                    n = batch.num_rows
-                    lines, next_line = _line_numbers(n, next_line, invalid)
+                    lines, next_line = _line_numbers(batch.num_rows, next_line, invalid)
                     breaks = _line_breaks(batch)
                     if breaks is not None:  # quoted cells spanning lines push later rows down
                         if threaded:
                             raise _NeedsSerialRead()
                         lines = lines + (np.cumsum(breaks) - breaks)
                         next_line += int(breaks.sum())
-                    fixes, q = parse_batch(batch, lines, ctx, check_file=first_batch)
+                    pending.append(pool.submit(convert, batch, lines, first_batch))
                     first_batch = False
-                    fixes = apply_reference(fixes, ref)
-                    fixes, q2 = _require_species(fixes, ctx)
-                    fixes = _flag_future(fixes, future)
-                    quarantine.extend([q, q2])
-                    stager.add(fixes, tag)
-                    fr.rows_read += n
-                    if progress:
-                        progress(source.name, n)
+                    while len(pending) > _PARSE_WORKERS:
+                        stage(pending.popleft())
+                while pending:
+                    stage(pending.popleft())
     except pa.ArrowInvalid:
         if threaded and invalid:
             raise _NeedsSerialRead() from None
