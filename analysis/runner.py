@@ -186,9 +186,7 @@ def run_stops(store: str | os.PathLike[str] | Store, method: str = "flyway", max
             log.info("stops: %d groups on %s", len(groups), c.scheduler.address)
             frames = c.gather(c.map(task, groups, pure=True))
     frames = [f for f in frames if len(f)]
-    stops = (pd.concat(frames, ignore_index=True) if frames
-             else detect_stops(pd.DataFrame({c: pd.Series(dtype=object) for c in STOP_COLUMNS}).astype(
-                 {S.TIMESTAMP: "datetime64[us, UTC]", S.LON: float, S.LAT: float}), **kwargs))
+    stops = pd.concat(frames, ignore_index=True) if frames else S.STOPS.empty().to_pandas()
     stops = stops.sort_values([S.INDIVIDUAL_ID, S.START_TIME], kind="mergesort", ignore_index=True)
     if len(stops):
         stops[S.COUNTRY] = country_of(stops[S.LON].to_numpy(), stops[S.LAT].to_numpy(), boundaries)

@@ -224,4 +224,6 @@ def stops_table(stops: pd.DataFrame):
     """The stops DataFrame as a ``pyarrow.Table`` conforming to ``flyway.schema.STOPS``."""
     import pyarrow as pa
 
+    if len(stops) == 0:  # an empty frame's columns carry no usable types (geometry would be float)
+        return S.STOPS.empty()
     return S.STOPS.conform(pa.Table.from_pandas(stops[S.STOPS.names], preserve_index=False))

@@ -400,13 +400,55 @@ def scenario(scenario_file: Path = typer.Option(..., "--scenario", help="Scenari
     _echo(json.dumps(summary, indent=2, default=str))
 
 
+# --------------------------------------------------------------------------- nightly / runs (issue 8)
+@app.command()
+def nightly(store: Path = typer.Option(..., "--store"),
+            inbox: Path = typer.Option(..., "--inbox", help="Folder tag files arrive in (processed/, failed/ inside)."),
+            scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler for the stop stage "
+                                                    "(default DASK_SCHEDULER_ADDRESS, else this process)."),
+            config: Optional[Path] = typer.Option(None, "--config", help="Nightly TOML (see flyway.nightly_config)."),
+            now: Optional[str] = typer.Option(None, "--now", help="Reference time (UTC) for silent tags; 'now'."),
+            dry_run: bool = typer.Option(False, "--dry-run", help="List what would be done; touch nothing."),
+            as_json: bool = typer.Option(False, "--json", help="Print the run record.")) -> None:
+    """Ingest the inbox, update derived tables of changed birds, raise alerts; exit 0 / 4 (some files failed) / 75 (locked)."""
+    from flyway.nightly import nightly as run_nightly
+
+    if not _STATE["quiet"] and not _STATE["verbose"]:
+        logging.getLogger("flyway").setLevel(logging.INFO)  # journald-friendly lines on stderr
+    res = _run(lambda: run_nightly(store, inbox, config=config, scheduler=scheduler, now=now, dry_run=dry_run))
+    if as_json:
+        _print_json(res.record)
+    elif dry_run:
+        for f in res.record["files"]:
+            _echo(f"{f['name']}: {f['action']}")
+    else:
+        c = res.record["counts"]
+        _echo(f"run {res.run_id}: {c.get('files_processed', 0)} processed, {c.get('files_failed', 0)} failed, "
+              f"{c.get('rows_kept', 0)} fixes, {c.get('stops_added', 0)} stops added, {c.get('alerts', 0)} alerts")
+    raise typer.Exit(res.exit_code)
+
+
+@app.command()
+def runs(store: Path = typer.Option(..., "--store"),
+         last: int = typer.Option(20, "--last", min=1, help="Show the last N runs."),
+         as_json: bool = typer.Option(False, "--json")) -> None:
+    """List the nightly runs of a store (STORE/_runs/*.json), newest last."""
+    from flyway.runrecord import list_runs
+
+    frame = list_runs(store).tail(last)
+    if as_json:
+        _print_json(frame.to_dict(orient="records"))
+        return
+    _table(f"{len(frame)} nightly run(s)", frame.drop(columns=["ended"]))
+
+
 # --------------------------------------------------------------------------- demo
 @app.command()
 def demo(out_dir: Path = typer.Option(Path("flyway-demo"), "--out", help="Working folder of the demo."),
          individuals: int = typer.Option(30, "--individuals", min=1),
          days: int = typer.Option(365, "--days", min=1),
          seed: int = typer.Option(0, "--seed")) -> None:
-    """The embedded default: simulate a flyway, ingest it and summarise it (no downloads)."""
+    """The embedded default: simulate, ingest, QC, stops, sites, coverage gaps, map and report (no downloads)."""
     from flyway.demo import run_demo
 
     result = _run(lambda: run_demo(out_dir, n_individuals=individuals, days=days, seed=seed, echo=_echo))

@@ -147,6 +147,14 @@ PARAMETER_SOURCE = "source"
 PARAMETER_PROXY = "proxy"
 PARAMETER_NOTE = "note"
 
+# --- nightly alerts (issue 8): one JSON object per line in STORE/_alerts/alerts.jsonl ---
+# (also INDIVIDUAL_ID, SPECIES, TIME, LON, LAT)
+ALERT_ID = "alert_id"
+ALERT_KIND = "kind"  # silent_tag | possible_mortality | unprotected_stop | ... (flyway.alerts.ALERT_KINDS)
+ALERT_MESSAGE = "message"
+RUN_ID = "run_id"
+ALERT_FIELDS = (ALERT_ID, ALERT_KIND, INDIVIDUAL_ID, SPECIES, TIME, LON, LAT, ALERT_MESSAGE, RUN_ID)
+
 # Stop kinds (values of KIND)
 KIND_BREEDING = "breeding"
 KIND_WINTERING = "wintering"

@@ -83,3 +83,13 @@ def test_cli_qc_prints_counts(sim_store):
     flags = flyway.read_fixes(sim_store)[S.QC_FLAGS].to_numpy()
     assert int((flags == 0).sum()) == data["counts"]["clean"]
     assert np.any(flags & S.QCFlag.OUTSIDE_DEPLOYMENT)  # the simulator switches tags on before deployment
+
+
+def test_store_without_any_stop_writes_an_empty_stops_table(tmp_path):
+    frame = movebank_frame(n_individuals=1, n_fixes=10)  # 10 hours of wandering: no 24 h stop
+    store = tmp_path / "s"
+    flyway.ingest([write_movebank(tmp_path / "f.csv", frame)], store=store)
+    stops = run_stops(store)
+    assert len(stops) == 0
+    back = flyway.read_stops(store)
+    assert list(back.columns) == S.STOPS.names and len(back) == 0
