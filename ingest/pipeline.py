@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import csv
 import datetime as dt
 import io
@@ -160,6 +161,7 @@ def ingest(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], sto
                 stager.discard(_tag(source, threaded=True))
                 stager.discard(_tag(source, threaded=False))
                 log.error("%s", exc)
+            fr.sha256 = source.digest()  # a deferred hash has had the whole read to finish
         buckets = stager.close()
         _fault("after_stage")
         result = finalize(st, batch_id, buckets)
@@ -182,25 +184,43 @@ def ingest(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], sto
 
 def _collect_sources(paths, format, st: Store, report: IngestReport):
     seen = set(st.committed_hashes())
+    # A file whose size no stored file and no other file of this call has cannot be a
+    # re-submission: its hash may run in the background while it is read.
+    sizes = _committed_sizes(st)
+    call_sizes = [_plain_size(p) for p in paths]
     out: list[tuple[Source, str | None]] = []
     total = 0
     for p in paths:
         encoding = _mapping_encoding(format)
         try:
-            sources = open_sources(p, encoding=encoding)
+            sources = open_sources(p, encoding=encoding,
+                                   defer_hash=lambda n: n not in sizes and call_sizes.count(n) == 1)
         except InputError as exc:
             report.files.append(FileReport(file=Path(p).name, status=STATUS_REJECTED, message=str(exc)))
             log.error("%s", exc)
             continue
         for s in sources:
-            if s.sha256 in seen:
+            if s.sha256 and s.sha256 in seen:
                 report.files.append(FileReport(file=s.name, status="skipped", sha256=s.sha256,
                                                message="already ingested (same content hash)"))
                 continue
             seen.add(s.sha256)
-            out.append((s, format))
+            out.append((dataclasses.replace(s, key=str(len(out))), format))
             total += s.size
     return out, total
+
+
+def _committed_sizes(st: Store) -> set[int]:
+    led = st.read_ledger()
+    led = led.filter(pc.equal(led.column("status"), STATUS_COMMITTED))
+    return {n for n in led.column("size_bytes").to_pylist() if n is not None}
+
+
+def _plain_size(path) -> int | None:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return None
 
 
 def _mapping_encoding(format: str | None) -> str:
@@ -251,7 +271,7 @@ class _NeedsSerialRead(Exception):
 
 
 def _tag(source: Source, threaded: bool) -> str:
-    return f"{source.sha256[:16]}-{'t' if threaded else 's'}"
+    return f"{source.key}-{'t' if threaded else 's'}"
 
 
 def _read_rows(source: Source, ctx: ParseContext, delimiter: str, stager: Stager, fr: FileReport,

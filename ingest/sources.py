@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import io
 import zipfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -26,6 +27,9 @@ _CHUNK = 1 << 22
 MAX_ZIP_RATIO = 200
 
 
+_HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flyway-hash")
+
+
 @dataclass(frozen=True)
 class Source:
     """One CSV stream to ingest."""
@@ -33,13 +37,25 @@ class Source:
     name: str  # what error messages and the ledger call it (file, or archive!member)
     path: Path
     opener: Callable[[], BinaryIO]
-    sha256: str
+    sha256: str  # "" while a deferred hash is still running (see :meth:`digest`)
     size: int  # uncompressed bytes
     encoding: str = "utf-8"  # declared text encoding (checked when hashed)
+    pending: Future | None = None
+    key: str = ""  # unique within one ingest call (names of staged files)
+
+    def digest(self) -> str:
+        """The content's SHA-256, waiting for a deferred hash if need be."""
+        return self.sha256 or self.pending.result()[0]
 
 
-def open_sources(path: str | Path, encoding: str = "utf-8") -> list[Source]:
+def open_sources(path: str | Path, encoding: str = "utf-8",
+                 defer_hash: Callable[[int], bool] | None = None) -> list[Source]:
     """Sniff ``path`` and return its sources, each hashed and encoding-checked.
+
+    ``defer_hash(size)`` may allow a plain UTF-8 file's hash to run in the
+    background while it is being read (the caller knows no stored file has
+    that size, so it cannot be a re-submission); the digest is then taken
+    with :meth:`Source.digest` before the ledger commit.
 
     Raises
     ------
@@ -66,7 +82,14 @@ def open_sources(path: str | Path, encoding: str = "utf-8") -> list[Source]:
     elif lower.endswith(".zip"):
         raise InputError(f"not a zip archive although named .zip (starts with bytes {head[:4]!r})", file=name)
     else:
-        sources = [_make(name, path, lambda: open(path, "rb"), encoding)]
+        size = path.stat().st_size
+        opener = lambda: open(path, "rb")  # noqa: E731
+        utf8 = codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
+        if defer_hash is not None and utf8 and defer_hash(size):
+            pending = _HASHER.submit(_hash_and_check, name, opener, encoding, False)
+            return [Source(name=name, path=path, opener=opener, sha256="", size=size, encoding=encoding,
+                           pending=pending)]
+        sources = [_make(name, path, opener, encoding)]
     return sources
 
 
