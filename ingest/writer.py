@@ -10,6 +10,7 @@ the ledger commits the batch.
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -127,31 +128,36 @@ def _bucket(individual_id: str, n: int) -> int:
 
 
 def finalize(store: Store, batch_id: str, buckets: list[list[Path]], fsync: bool = True) -> FinalizeResult:
-    """Pass 2: dedup against the store and write the part files of the batch (one bucket at a time)."""
+    """Pass 2: dedup against the store and write the part files of the batch (one bucket at a time).
+
+    Individuals are independent, so their part files are written on all cores
+    (Parquet encoding and compression release the GIL) while this thread
+    prepares the next bucket; at most two buckets are held at once.
+    """
     res = FinalizeResult()
     snapshot = store.snapshot()
-    for paths in buckets:
-        table = pa.concat_tables([_read_staged(p) for p in paths])
-        if table.num_rows == 0:
-            continue
-        table = _group_by_bird(table)
-        table = _dedup_bucket(store, table, snapshot, res)
-        if table.num_rows == 0:
-            continue
-        bird = _bird_codes(table)
-        change = np.flatnonzero(bird[1:] != bird[:-1]) + 1
-        starts = np.concatenate([[0], change])
-        ends = np.concatenate([change, [table.num_rows]])
-        # individuals are independent: write them on all cores (Parquet encoding and
-        # compression release the GIL); partial results are merged in order
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            parts = pool.map(lambda ab: _write_part(store, batch_id, table.slice(ab[0], ab[1] - ab[0])),
-                             zip(starts, ends))
-            for part in parts:
-                res.part_files.append(part)
-        res.rows_kept += table.num_rows
-        res.individuals += len(starts)
-        _count_by_file(res.kept_by_file, table.column(S.SOURCE_FILE))
+    in_flight: collections.deque = collections.deque()
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for paths in buckets:
+            table = pa.concat_tables([_read_staged(p) for p in paths])
+            if table.num_rows == 0:
+                continue
+            table = _dedup_bucket(store, _group_by_bird(table), snapshot, res)
+            if table.num_rows == 0:
+                continue
+            bird = _bird_codes(table)
+            change = np.flatnonzero(bird[1:] != bird[:-1]) + 1
+            starts = np.concatenate([[0], change])
+            ends = np.concatenate([change, [table.num_rows]])
+            in_flight.append([pool.submit(_write_part, store, batch_id, table.slice(a, b - a))
+                              for a, b in zip(starts, ends)])
+            res.rows_kept += table.num_rows
+            res.individuals += len(starts)
+            _count_by_file(res.kept_by_file, table.column(S.SOURCE_FILE))
+            while len(in_flight) > 1:
+                res.part_files.extend(f.result() for f in in_flight.popleft())
+        while in_flight:
+            res.part_files.extend(f.result() for f in in_flight.popleft())
     if fsync and res.part_files:
         # one flush of everything written (data and renames) instead of two fsyncs per part
         # file; the ledger commit that makes them visible comes after this returns
