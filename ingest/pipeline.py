@@ -16,6 +16,7 @@ import io
 import logging
 import os
 import queue
+import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -178,7 +179,7 @@ def ingest(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], sto
         _fault("after_commit")
         report.part_files = len(result.part_files)
         report.individuals = result.individuals
-        st.remove_uncommitted()
+        shutil.rmtree(st.staging_dir(batch_id), ignore_errors=True)
     return report
 
 
@@ -301,15 +302,17 @@ def _read_rows(source: Source, ctx: ParseContext, delimiter: str, stager: Stager
             future = pa.scalar(now + FUTURE_TOLERANCE, S.TIMESTAMP_TYPE)
 
             def convert(batch: pa.RecordBatch, lines: np.ndarray, check_file: bool):
+                if threaded and _line_breaks(batch) is not None:
+                    raise _NeedsSerialRead()  # only the serial read numbers multi-line cells exactly
                 fixes, q = parse_batch(batch, lines, ctx, check_file=check_file)
                 fixes = apply_reference(fixes, ref)
                 fixes, q2 = _require_species(fixes, ctx)
-                return _flag_future(fixes, future), [q, q2], batch.num_rows
+                return stager.split(_flag_future(fixes, future)), [q, q2], batch.num_rows
 
             def stage(done) -> None:
-                fixes, qs, n = done.result()
+                parts, qs, n = done.result()
                 quarantine.extend(qs)
-                stager.add(fixes, tag)  # in file order, so ties keep file order
+                stager.write(parts, tag)  # in file order, so ties keep file order
                 fr.rows_read += n
                 if progress:
                     progress(source.name, n)
@@ -320,10 +323,8 @@ def _read_rows(source: Source, ctx: ParseContext, delimiter: str, stager: Stager
             with reader, ThreadPoolExecutor(max_workers=_PARSE_WORKERS) as pool:
                 for batch in _prefetch(reader):
                     lines, next_line = _line_numbers(batch.num_rows, next_line, invalid)
-                    breaks = _line_breaks(batch)
+                    breaks = None if threaded else _line_breaks(batch)
                     if breaks is not None:  # quoted cells spanning lines push later rows down
-                        if threaded:
-                            raise _NeedsSerialRead()
                         lines = lines + (np.cumsum(breaks) - breaks)
                         next_line += int(breaks.sum())
                     pending.append(pool.submit(convert, batch, lines, first_batch))

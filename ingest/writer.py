@@ -28,7 +28,7 @@ from flyway.geoparquet import constant_strings, points_wkb
 from flyway.ingest import quarantine as Q
 from flyway.store import PART_PREFIX, Store, fixes_geo_table
 
-BUCKET_TARGET_BYTES = 64 << 20  # ~ one bucket per 64 MB of CSV: bounds pass-2 memory
+BUCKET_TARGET_BYTES = 32 << 20  # ~ one bucket per 32 MB of CSV: bounds pass-2 memory
 MAX_BUCKETS = 256
 _STAGED = [c for c in S.FIXES.names if c not in (S.GEOMETRY, S.BATCH_ID)]
 # dictionary-encode only the repetitive text columns: numbers and WKB gain nothing from it and
@@ -84,9 +84,10 @@ class Stager:
     def _path(self, bucket: int, tag: str) -> Path:
         return self.dir / f"bucket-{bucket:03d}-{tag}.arrow"
 
-    def add(self, table: pa.Table, tag: str) -> None:
+    def split(self, table: pa.Table) -> list[tuple[int, pa.Table]]:
+        """The rows of ``table`` per bucket, in the staged schema (pure: safe on any thread)."""
         if table.num_rows == 0:
-            return
+            return []
         for name in _STAGED:
             if name not in table.column_names:
                 table = table.append_column(self.schema.field(name), pa.nulls(table.num_rows, self.schema.field(name).type))
@@ -94,17 +95,27 @@ class Stager:
         enc = pc.dictionary_encode(table.column(S.INDIVIDUAL_ID)).combine_chunks()
         ids = enc.dictionary.to_pylist()
         bucket_of_id = np.array([_bucket(i, self.n_buckets) for i in ids], dtype=np.int64)
+        if np.all(bucket_of_id == bucket_of_id[0]):
+            return [(int(bucket_of_id[0]), table)]  # the whole batch goes to one bucket: no copy
         buckets = bucket_of_id[enc.indices.to_numpy(zero_copy_only=False)]
         order = np.argsort(buckets, kind="stable")
         bounds = np.flatnonzero(np.diff(buckets[order])) + 1
-        for chunk in np.split(order, bounds):
-            key = (int(buckets[chunk[0]]), tag)
+        return [(int(buckets[chunk[0]]), table.take(pa.array(chunk, pa.int64())))
+                for chunk in np.split(order, bounds)]
+
+    def write(self, parts: list[tuple[int, pa.Table]], tag: str) -> None:
+        """Append the output of :meth:`split` to the bucket files of ``tag`` (one thread at a time)."""
+        for bucket, part in parts:
+            key = (bucket, tag)
             writer = self._writers.get(key)
             if writer is None:
                 # Arrow IPC, uncompressed: staging is written once and read once, so speed beats size
                 writer = pa.ipc.new_file(str(self._path(*key)), self.schema)
                 self._writers[key] = writer
-            writer.write_table(table.take(pa.array(chunk, pa.int64())))
+            writer.write_table(part)
+
+    def add(self, table: pa.Table, tag: str) -> None:
+        self.write(self.split(table), tag)
 
     def discard(self, tag: str) -> None:
         """Forget everything staged under ``tag``."""
@@ -142,10 +153,12 @@ def finalize(store: Store, batch_id: str, buckets: list[list[Path]], fsync: bool
             table = pa.concat_tables([_read_staged(p) for p in paths])
             if table.num_rows == 0:
                 continue
-            table = _dedup_bucket(store, _group_by_bird(table), snapshot, res)
+            table, bird = _group_by_bird(table)
+            table = _dedup_bucket(store, table, snapshot, res, bird)
             if table.num_rows == 0:
                 continue
-            bird = _bird_codes(table)
+            if table.num_rows != len(bird):  # rows were dropped: number the birds again
+                bird = _bird_codes(table)
             change = np.flatnonzero(bird[1:] != bird[:-1]) + 1
             starts = np.concatenate([[0], change])
             ends = np.concatenate([change, [table.num_rows]])
@@ -171,8 +184,8 @@ def _bird_codes(table: pa.Table) -> np.ndarray:
     return _codes(key).astype(np.int64)
 
 
-def _group_by_bird(table: pa.Table) -> pa.Table:
-    """Rows of each bird together, in time order; ties keep staged (file, line) order.
+def _group_by_bird(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
+    """Rows of each bird together, in time order (ties keep staged file/line order), and the bird codes.
 
     A stable sort on integer keys: much cheaper than sorting by the id strings.
     """
@@ -180,8 +193,8 @@ def _group_by_bird(table: pa.Table) -> pa.Table:
     t = _i64(table.column(S.TIMESTAMP))
     order = np.lexsort((t, bird))
     if np.all(order[1:] > order[:-1]):
-        return table  # already grouped and in time order (the usual Movebank export)
-    return table.take(pa.array(order))
+        return table, bird  # already grouped and in time order (the usual Movebank export)
+    return table.take(pa.array(order)), bird[order]
 
 
 def _read_staged(path: Path) -> pa.Table:
@@ -189,7 +202,8 @@ def _read_staged(path: Path) -> pa.Table:
         return pa.ipc.open_file(source).read_all()
 
 
-def _dedup_bucket(store: Store, new: pa.Table, snapshot, res: FinalizeResult) -> pa.Table:
+def _dedup_bucket(store: Store, new: pa.Table, snapshot, res: FinalizeResult,
+                  bird: np.ndarray | None = None) -> pa.Table:
     """Drop fixes already stored or repeated; quarantine reused event ids; flag shared timestamps.
 
     Vectorised over the whole bucket (many individuals at once); ``new`` is
@@ -199,7 +213,7 @@ def _dedup_bucket(store: Store, new: pa.Table, snapshot, res: FinalizeResult) ->
     old = store.scan_fixes(individuals=ids, columns=[S.INDIVIDUAL_ID, S.TIMESTAMP, S.LON, S.LAT, S.EVENT_ID],
                            snapshot=snapshot)
     if old.num_rows == 0:
-        return _dedup_sorted(new, res)  # first data of these birds: a numpy pass over sorted rows
+        return _dedup_sorted(new, res, bird)  # first data of these birds: a numpy pass over sorted rows
     return _dedup_against(new, old, res)
 
 
@@ -236,14 +250,15 @@ def _dedup_against(new: pa.Table, old: pa.Table, res: FinalizeResult) -> pa.Tabl
     return new.set_column(new.schema.get_field_index(S.QC_FLAGS), S.QC_FLAGS, pa.array(flags, pa.uint32()))
 
 
-def _dedup_sorted(new: pa.Table, res: FinalizeResult) -> pa.Table:
+def _dedup_sorted(new: pa.Table, res: FinalizeResult, codes: np.ndarray | None = None) -> pa.Table:
     """:func:`_dedup_bucket` for rows with nothing stored before them, without hashing every row.
 
     ``new`` is sorted by individual and time, so rows sharing (individual,
     time) are neighbours: only those runs (rare) need a closer look.
     """
     n = new.num_rows
-    codes = _codes(new.column(S.INDIVIDUAL_ID)).astype(np.int64)
+    if codes is None:
+        codes = _codes(new.column(S.INDIVIDUAL_ID)).astype(np.int64)
     t = _i64(new.column(S.TIMESTAMP))
     same_prev = (codes[1:] == codes[:-1]) & (t[1:] == t[:-1])
     in_run = np.zeros(n, dtype=bool)
