@@ -115,7 +115,8 @@ def test_gap_map_renders_offline(browser, tables, tmp_path):
     ActionChains(browser).move_to_element_with_offset(container, int(x - size["width"] / 2),
                                                       int(y - size["height"] / 2)).click().perform()
     WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".leaflet-popup-content"))
-    popup = browser.find_element(By.CSS_SELECTOR, ".leaflet-popup-content").text
+    # textContent, not .text: a tall popup scrolls, and .text returns only its visible lines
+    popup = browser.find_element(By.CSS_SELECTOR, ".leaflet-popup-content").get_attribute("textContent")
     assert str(site[S.SITE_ID]) in popup and "share of tracked birds" in popup
     browser.save_screenshot(str(tmp_path / "gap_map.png"))
     assert (tmp_path / "gap_map.png").stat().st_size > 10_000
