@@ -43,6 +43,7 @@ from flyway.nightly_config import NightlyConfig, load_config
 from flyway.notify import channels, deliver_pending, record_alerts
 from flyway.runrecord import (STATUS_ERROR, STATUS_OK, STATUS_PARTIAL, STATUS_RUNNING, measure, new_run_id,
                               process_peak_mb, write_run_record)
+from flyway.refresh import refresh_outputs
 from flyway.store import Store
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,10 @@ def _steps(st, inbox, cfg: NightlyConfig, scheduler, client, now, record, result
         alerts = _analyse(st, cfg, work, state, scheduler, client, now, record)
         with measure(stages, "alerts"):
             fresh.append(record_alerts(st.path, alerts, record["run_id"], chans))
+        if cfg.maps_dir is not None:
+            with measure(stages, "maps"):
+                record["outputs"] = refresh_outputs(st, cfg.maps_dir, self_contained=cfg.maps_self_contained,
+                                                    public_report=cfg.maps_public_report)
     fresh = pd.concat([a for a in fresh if len(a)] or [A.empty_alerts()], ignore_index=True)
     _fault("after_alerts")
     if st.exists() and st.committed_batches():

@@ -22,6 +22,11 @@ Example (relative paths are relative to the config file)::
     [exposure]
     infrastructure = ["gppd.csv", "turbines.geojson"]  # enables near_infrastructure alerts
 
+    [maps]
+    out = "/srv/flyway/www"    # gap_map.html and report/ refreshed after each run, optional
+    self_contained = true      # inline Leaflet: the pages open with no network
+    public_report = true       # breeding locations generalised in the report
+
     [alerts]
     silent_factor = 3.0
     mortality_radius_m = 50
@@ -66,6 +71,7 @@ _SECTIONS = {
     "sites": {"eps_km", "buffer_km"},
     "coverage": {"protected_areas"},
     "exposure": {"infrastructure"},
+    "maps": {"out", "self_contained", "public_report"},
     "alerts": {f.name for f in dataclasses.fields(AlertParams)} | {"email", "webhook"},
 }
 
@@ -86,6 +92,9 @@ class NightlyConfig:
     site_buffer_km: float = 2.0
     protected_areas: Path | None = None
     infrastructure: tuple[Path, ...] = ()
+    maps_dir: Path | None = None  # [maps] out: gap map + report refreshed after each run
+    maps_self_contained: bool = True
+    maps_public_report: bool = True
     alerts: AlertParams = field(default_factory=AlertParams)
     email: EmailConfig | None = None
     webhook: WebhookConfig | None = None
@@ -182,4 +191,7 @@ def load_config(path: str | os.PathLike[str] | None) -> NightlyConfig:
         stop_method=stops.get("method", "flyway"), max_diameter_m=stops.get("max_diameter_m", 2000.0),
         min_duration=str(stops.get("min_duration", "24h")), site_eps_km=sites.get("eps_km", 10.0),
         site_buffer_km=sites.get("buffer_km", 2.0), protected_areas=rel(raw.get("coverage", {}).get("protected_areas")),
-        infrastructure=tuple(rel(p) for p in infra), alerts=alerts, email=email, webhook=webhook, source=src)
+        infrastructure=tuple(rel(p) for p in infra), maps_dir=rel(raw.get("maps", {}).get("out")),
+        maps_self_contained=bool(raw.get("maps", {}).get("self_contained", True)),
+        maps_public_report=bool(raw.get("maps", {}).get("public_report", True)),
+        alerts=alerts, email=email, webhook=webhook, source=src)

@@ -196,3 +196,17 @@ def test_stop_stage_on_a_dask_cluster_equals_local(tmp_path, sim, cluster):
 
 
 from tests.analysis.test_parallel import cluster  # noqa: E402,F401  (real scheduler + 2 worker processes)
+
+
+def test_maps_and_report_are_refreshed_when_configured(tmp_path, sim):
+    cfg = NightlyConfig(settle_s=0, maps_dir=tmp_path / "www")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    drop(inbox, "all.csv", pd.read_csv(sim["fixes"]))
+    res = nightly(tmp_path / "store", inbox, config=cfg)
+    assert res.exit_code == EXIT_OK
+    gap = tmp_path / "www" / "gap_map.html"
+    assert gap.stat().st_size > 100_000 and "leaflet" in gap.read_text().lower()
+    assert (tmp_path / "www" / "report" / "index.html").exists()
+    assert res.record["outputs"]["gap_map"] == str(gap)
+    assert "maps" in res.record["stages"]
