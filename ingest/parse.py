@@ -240,16 +240,23 @@ def _to_float(arr: pa.Array | None, decimal: str, n: int) -> tuple[np.ndarray, n
         return np.full(n, np.nan), np.zeros(n, dtype=bool)
     if decimal == ",":
         arr = pc.replace_substring(arr, ",", ".")
-    arr = pc.utf8_trim_whitespace(arr)
-    try:
-        values = arr.cast(pa.float64())
-        out = values.to_numpy(zero_copy_only=False).astype("f8", copy=True)
+    out = _cast_float(arr)
+    if out is None:  # clean numbers cast directly; whitespace is trimmed only when that fails
+        arr = pc.utf8_trim_whitespace(arr)
+        out = _cast_float(arr)
+    if out is not None:
         return out, np.zeros(len(out), dtype=bool)
+    s = pd.Series(arr.to_pandas(), dtype=object)
+    num = pd.to_numeric(s, errors="coerce").to_numpy(dtype="f8", na_value=np.nan)
+    bad = np.isnan(num) & s.notna().to_numpy() & (s.fillna("") != "").to_numpy()
+    return num, bad
+
+
+def _cast_float(arr: pa.Array) -> np.ndarray | None:
+    try:
+        return arr.cast(pa.float64()).to_numpy(zero_copy_only=False).astype("f8", copy=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        s = pd.Series(arr.to_pandas(), dtype=object)
-        num = pd.to_numeric(s, errors="coerce").to_numpy(dtype="f8", na_value=np.nan)
-        bad = np.isnan(num) & s.notna().to_numpy() & (s.fillna("") != "").to_numpy()
-        return num, bad
+        return None
 
 
 def _to_int64(arr: pa.Array | None, n: int) -> tuple[pa.Array, np.ndarray]:
@@ -323,7 +330,7 @@ def _to_utc(arr: pa.Array | None, ctx: ParseContext, check_file: bool):
             file=ctx.file)
     ambiguous = np.zeros(n, dtype=bool)
     if ctx.timezone in (None, "UTC", "Etc/UTC"):
-        utc = pc.assume_timezone(naive, "UTC")
+        utc = naive.cast(S.TIMESTAMP_TYPE)  # naive values are UTC: a zero-copy relabel
     else:
         local = pd.Series(naive.to_numpy(zero_copy_only=False)).dt.tz_localize(
             ctx.timezone, ambiguous="NaT", nonexistent="NaT")
