@@ -26,7 +26,8 @@ from flyway.analysis.countries import country_of
 from flyway.analysis.parallel import resolve_client
 from flyway.analysis.qc import flag_counts, qc_flags
 from flyway.analysis.stops import detect_stops, stop_params, stops_table
-from flyway.store import PART_PREFIX, Store, fixes_geo_table, new_batch_id, write_derived
+from flyway.compact import write_rewrite_part
+from flyway.store import Store, new_batch_id, write_derived
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ def run_qc(store: str | os.PathLike[str] | Store, now: Any = None, species_confi
                 if np.array_equal(old[sel], flags[sel]):
                     continue
                 rows = table.filter(pa.array(sel))
-                new_parts.append(_write_rewrite(st, batch_id, rows))
+                new_parts.append(write_rewrite_part(st, batch_id, rows))
                 replaced.extend(str(f.relative_to(st.path)) for f in st.fix_files(individuals=[ind], snapshot=snap))
                 result.individuals_changed += 1
         if new_parts:
@@ -127,19 +128,6 @@ def run_qc(store: str | os.PathLike[str] | Store, now: Any = None, species_confi
     result.counts = flag_counts(total)
     result.fixes = int(total.size)
     return result
-
-
-def _write_rewrite(st: Store, batch_id: str, rows: pa.Table) -> str:
-    """Write one individual's rows as ``part-<batch>.parquet`` (tmp, fsync, rename); returns its path."""
-    from flyway.geoparquet import atomic_write_table
-
-    species = rows.column(S.SPECIES)[0].as_py()
-    ind = rows.column(S.INDIVIDUAL_ID)[0].as_py()
-    rows = rows.set_column(rows.schema.get_field_index(S.BATCH_ID), S.BATCH_ID,
-                           pa.array([batch_id] * rows.num_rows, pa.string()))
-    path = st.partition_dir(species, ind) / f"{PART_PREFIX}{batch_id}.parquet"
-    atomic_write_table(path, fixes_geo_table(S.FIXES.conform(rows.select(S.FIXES.names)), batch_id))
-    return str(path.relative_to(st.path))
 
 
 # --------------------------------------------------------------------------------------- stops

@@ -165,6 +165,19 @@ def store_export(store: Path = typer.Option(..., "--store"),
     _echo(f"wrote {n} fixes to {out_path}")
 
 
+@store_app.command("compact")
+def store_compact(store: Path = typer.Option(..., "--store"),
+                  as_json: bool = typer.Option(False, "--json")) -> None:
+    """Merge each bird's part files into one (nightly ingests add one per bird per night)."""
+    from flyway.compact import compact
+
+    res = _run(lambda: compact(store))
+    if as_json:
+        _print_json(res.__dict__)
+        return
+    _echo(f"compacted {res.individuals} birds: {res.files_before} part files -> {res.files_after}")
+
+
 # --------------------------------------------------------------------------- qc / stops
 SCHEDULER_HELP = ("dask scheduler address (tcp://host:8786); default DASK_SCHEDULER_ADDRESS, "
                   "else a local cluster. Workers must see the store's folder.")

@@ -155,3 +155,23 @@ def test_second_writer_gets_a_clear_lock_error(store_with_data):
     with st.lock("ingest"):
         with pytest.raises(flyway.StoreError, match="locked by ingest run, pid"):
             flyway.ingest([], store=store_with_data)
+
+
+def test_compact_merges_part_files_without_changing_fixes(tmp_path):
+    from flyway.compact import compact
+
+    frame = movebank_frame(n_individuals=2, n_fixes=60)
+    store = tmp_path / "store"
+    for k in range(3):  # three batches -> three part files per bird
+        part = frame.groupby("individual-local-identifier").nth(list(range(20 * k, 20 * k + 20)))
+        flyway.ingest([write_movebank(tmp_path / f"n{k}.csv", part)], store=store)
+    before = flyway.read_fixes(store).drop(columns=[S.BATCH_ID])
+    st = Store(store)
+    assert len(st.fix_files()) == 6
+    res = compact(store)
+    assert (res.individuals, res.files_before, res.files_after) == (2, 6, 2)
+    assert len(list((store / "fixes").rglob("*.parquet"))) == 2  # old files are gone from disk too
+    after = flyway.read_fixes(store).drop(columns=[S.BATCH_ID])
+    pd.testing.assert_frame_equal(before, after)
+    assert compact(store).individuals == 0  # nothing left to merge
+    assert flyway.store_info(store).fixes == 120
