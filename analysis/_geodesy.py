@@ -25,7 +25,8 @@ import math
 import numpy as np
 from numba import njit, objmode
 
-EARTH_RADIUS_M = 6371008.8
+from flyway.geo import EARTH_RADIUS_M  # one radius for the kernels and the array helpers
+
 _WGS84_A = 6378137.0
 _WGS84_F = 1.0 / 298.257223563
 _WGS84_B = _WGS84_A * (1.0 - _WGS84_F)

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from flyway import schema as S
+from flyway.geo import haversine_m
 
-EARTH_RADIUS_M = 6_371_008.8
 _COLS = [S.INDIVIDUAL_ID, S.START_TIME, S.END_TIME, S.LON, S.LAT]
 
 
@@ -36,16 +36,10 @@ class Recovery:
         return {**asdict(self), "recall": self.recall, "precision": self.precision}
 
 
-def _haversine_m(lon1, lat1, lon2, lat2) -> np.ndarray:
-    lon1, lat1, lon2, lat2 = map(np.radians, (lon1, lat1, lon2, lat2))
-    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
-
-
 def _hits(a: pd.DataFrame, b: pd.DataFrame, within_m: float) -> int:
     m = a[_COLS].reset_index(names="_row").merge(b[_COLS], on=S.INDIVIDUAL_ID, suffixes=("", "_o"))
     overlap = (m[S.START_TIME] <= m[S.END_TIME + "_o"]) & (m[S.END_TIME] >= m[S.START_TIME + "_o"])
-    near = _haversine_m(m[S.LON].to_numpy(), m[S.LAT].to_numpy(), m[S.LON + "_o"].to_numpy(),
+    near = haversine_m(m[S.LON].to_numpy(), m[S.LAT].to_numpy(), m[S.LON + "_o"].to_numpy(),
                         m[S.LAT + "_o"].to_numpy()) <= within_m
     return int(m.loc[overlap.to_numpy() & near, "_row"].nunique())
 

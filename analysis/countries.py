@@ -24,7 +24,7 @@ import pandas as pd
 import shapely
 
 from flyway import schema as S
-from flyway.analysis._geodesy import EARTH_RADIUS_M  # IUGG mean radius
+from flyway.geo import haversine_m
 from flyway.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
@@ -142,17 +142,11 @@ def _nearest_within(pts, geoms, iso, tree, max_km) -> np.ndarray:
     pi, gi = tree.query_nearest(pts, max_distance=float(deg.max()), all_matches=False)
     near = shapely.get_coordinates(shapely.shortest_line(pts[pi], geoms[gi]))[1::2]
     p = shapely.get_coordinates(pts[pi])
-    dist_km = _haversine_m(p[:, 0], p[:, 1], near[:, 0], near[:, 1]) / 1000.0
+    dist_km = haversine_m(p[:, 0], p[:, 1], near[:, 0], near[:, 1]) / 1000.0
     out = np.full(len(pts), None, dtype=object)
     ok = dist_km <= max_km
     out[pi[ok]] = iso[gi[ok]]
     return out
-
-
-def _haversine_m(lon1, lat1, lon2, lat2):
-    lo1, la1, lo2, la2 = map(np.radians, (lon1, lat1, lon2, lat2))
-    a = np.sin((la2 - la1) / 2) ** 2 + np.cos(la1) * np.cos(la2) * np.sin((lo2 - lo1) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
 
 
 def iso3_of_name(names: pd.Series | np.ndarray | list[str],

@@ -21,8 +21,8 @@ import pandas as pd
 
 from flyway import schema as S
 from flyway.errors import ConfigError
+from flyway.geo import EARTH_RADIUS_M, haversine_m  # noqa: F401  (re-exported to the simulator modules)
 
-EARTH_RADIUS_M = 6_371_008.8  # mean Earth radius (IUGG); spherical geodesy throughout
 DAY_S = 86_400.0
 
 # Columns of the packaged sites table that have no schema constant (truth-only).
@@ -199,13 +199,6 @@ def from_xyz(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Longitude and latitude (degrees) of vectors (..., 3); need not be unit length."""
     x, y, z = xyz[..., 0], xyz[..., 1], xyz[..., 2]
     return np.degrees(np.arctan2(y, x)), np.degrees(np.arctan2(z, np.hypot(x, y)))
-
-
-def haversine_m(lon1, lat1, lon2, lat2):
-    """Great-circle distance in metres on the mean-radius sphere (haversine)."""
-    lo1, la1, lo2, la2 = map(np.radians, (lon1, lat1, lon2, lat2))
-    h = np.sin((la2 - la1) / 2) ** 2 + np.cos(la1) * np.cos(la2) * np.sin((lo2 - lo1) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
 
 
 def slerp(a: np.ndarray, b: np.ndarray, frac):

@@ -38,6 +38,7 @@ import pandas as pd
 
 from flyway import schema as S
 from flyway.errors import ConfigError
+from flyway.geo import haversine_m
 
 SILENT_TAG = "silent_tag"
 POSSIBLE_MORTALITY = "possible_mortality"
@@ -49,7 +50,6 @@ FAILED_FILE = "failed_file"
 ALERT_KINDS = (SILENT_TAG, POSSIBLE_MORTALITY, UNPROTECTED_STOP, NEAR_INFRASTRUCTURE, NEW_COUNTRY, QC_SPIKE,
                FAILED_FILE)
 ALERT_COLUMNS = [c for c in S.ALERT_FIELDS if c != S.RUN_ID]
-EARTH_RADIUS_M = 6_371_008.8
 
 
 @dataclass(frozen=True)
@@ -106,13 +106,6 @@ def _alerts(kind: str, keys: Sequence[str], ind, species, time, lon, lat, messag
         S.LON: np.asarray(lon, dtype=float), S.LAT: np.asarray(lat, dtype=float),
         S.ALERT_MESSAGE: list(messages),
     })[ALERT_COLUMNS]
-
-
-def haversine_m(lon1, lat1, lon2, lat2) -> np.ndarray:
-    """Great-circle distance in metres (spherical Earth), vectorised over arrays."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lon2 - lon1) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.minimum(1.0, a)))
 
 
 def _groups(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

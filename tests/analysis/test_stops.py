@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flyway import schema as S
-from flyway.analysis._geodesy import haversine_m
+from flyway.analysis.accuracy import truth_recovery
 from flyway.analysis.params import StopParams
 from flyway.analysis.qc import qc_flags
 from flyway.analysis.stops import detect_stops, stops_table
@@ -57,13 +57,8 @@ def sim_fixes(sim) -> pd.DataFrame:
 
 def recall_precision(truth: pd.DataFrame, stops: pd.DataFrame, within_m: float = 5000.0) -> tuple[float, float]:
     """Issue 4 item 6: a stop is found when a detected stop overlaps it in time and lies within 5 km."""
-    def hits(a: pd.DataFrame, b: pd.DataFrame) -> int:
-        m = a.reset_index().merge(b, on=S.INDIVIDUAL_ID, suffixes=("", "_o"))
-        m = m[(m[S.START_TIME] <= m[S.END_TIME + "_o"]) & (m[S.END_TIME] >= m[S.START_TIME + "_o"])]
-        d = [haversine_m(*v) for v in zip(m[S.LON], m[S.LAT], m[S.LON + "_o"], m[S.LAT + "_o"])]
-        return m.loc[np.asarray(d) <= within_m, "index"].nunique()
-    cols = [S.INDIVIDUAL_ID, S.START_TIME, S.END_TIME, S.LON, S.LAT]
-    return hits(truth[cols], stops[cols]) / len(truth), hits(stops[cols], truth[cols]) / max(1, len(stops))
+    rec = truth_recovery(stops, truth, within_m)
+    return rec.recall, rec.precision
 
 
 def test_two_stops_and_contract():
