@@ -26,6 +26,7 @@ import shapely
 
 from flyway import schema as S
 from flyway.errors import ConfigError, InputError
+from flyway.export import csv_safe
 from flyway.analysis.countries import stop_countries
 from flyway.analysis.protected import (ProtectedAreaParams, clean_protected_areas, equal_area_crs,
                                        read_protected_areas)
@@ -103,21 +104,11 @@ class CoverageResult:
         for name, frame in (("sites", self.sites), ("coverage_by_group", self.by_group), ("gaps", self.gaps)):
             path = folder / f"{name}.csv"
             tmp = path.with_suffix(".csv.tmp")
-            _csv_safe(pd.DataFrame(frame.drop(columns=S.GEOMETRY, errors="ignore"))).to_csv(
+            csv_safe(pd.DataFrame(frame.drop(columns=S.GEOMETRY, errors="ignore"))).to_csv(
                 tmp, index=False, quoting=csv.QUOTE_MINIMAL)
             os.replace(tmp, path)
             out.append(path)
         return out
-
-
-def _csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.copy()
-    for c in frame.columns:
-        if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c]):
-            s = frame[c].astype("string")
-            risky = s.str.match(r"^[=+\-@\t\r]").fillna(False)
-            frame[c] = s.where(~risky, "'" + s)
-    return frame
 
 
 def _as_cleaned(protected_areas, params: ProtectedAreaParams) -> gpd.GeoDataFrame:

@@ -28,6 +28,7 @@ from flyway.analysis.infrastructure import ExposureParams, ExposureResult, expos
 from flyway.analysis.runner import individuals
 from flyway.analysis.sites import find_sites
 from flyway.errors import StoreError
+from flyway.export import csv_safe
 from flyway.store import Store, read_derived, write_derived
 
 log = logging.getLogger(__name__)
@@ -143,12 +144,10 @@ def _write_layer(st: Store, folder: str, name: str, gdf: gpd.GeoDataFrame, param
 
 def _write_plain(st: Store, folder: str, name: str, frame: pd.DataFrame, params: dict[str, Any]) -> None:
     """A non-spatial derived table as Parquet (and CSV beside it, spreadsheet-safe)."""
-    from flyway.analysis.coverage import _csv_safe
-
     frame = pd.DataFrame(frame).drop(columns=[S.GEOMETRY, "geometry"], errors="ignore")
     table = pa.Table.from_pandas(frame, preserve_index=False)
     write_derived(st, name, table, params=params, folder=folder)
     csv = st.path / folder / f"{name}.csv"
     tmp = csv.with_suffix(".csv.tmp")
-    _csv_safe(frame).to_csv(tmp, index=False)
+    csv_safe(frame).to_csv(tmp, index=False)
     os.replace(tmp, csv)

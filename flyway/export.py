@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
@@ -19,14 +20,24 @@ from flyway import schema as S
 from flyway.errors import InputError
 from flyway.store import Store
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-_FORMULA_RE = r"^[=+\-@\t\r]"
+_FORMULA_RE = r"^[=+\-@\t\r]"  # what a spreadsheet would run as a formula (OWASP CSV injection)
 
 
 def escape_formulas(arr: pa.Array) -> pa.Array:
     """Prefix ``'`` to strings a spreadsheet would evaluate as a formula."""
     risky = pc.fill_null(pc.match_substring_regex(arr, _FORMULA_RE), False)
     return pc.if_else(risky, pc.binary_join_element_wise("'", arr, ""), arr)
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` whose text cells are safe to open in a spreadsheet (see :func:`escape_formulas`)."""
+    frame = frame.copy()
+    for c in frame.columns:
+        if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c]):
+            s = frame[c].astype("string")
+            risky = s.str.match(_FORMULA_RE).fillna(False)
+            frame[c] = s.where(~risky, "'" + s)
+    return frame
 
 
 def export_fixes(store: str | os.PathLike[str] | Store, out: str | os.PathLike[str],

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 import flyway
 from flyway import schema as S
 from flyway.analysis.countries import connectivity_matrix, transboundary_summary
-from flyway.analysis.coverage import _csv_safe
+from flyway.export import csv_safe
 from flyway.errors import SchemaError
 from flyway.maps._escape import esc, frame_html, pct
 from flyway.maps.public import PublicParams, generalise_sites, generalise_stops
@@ -154,7 +154,7 @@ def _species_summary(stops: pd.DataFrame, sites, by_group) -> pd.DataFrame:
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    _csv_safe(pd.DataFrame(frame.drop(columns=S.GEOMETRY, errors="ignore"))).to_csv(
+    csv_safe(pd.DataFrame(frame.drop(columns=S.GEOMETRY, errors="ignore"))).to_csv(
         path, index=False, quoting=csv.QUOTE_MINIMAL)
     return path
 
