@@ -200,15 +200,16 @@ class Store:
                 table = table.append_column(fld, pa.nulls(table.num_rows, fld.type))
         return table.select(LEDGER_SCHEMA.names).cast(LEDGER_SCHEMA)
 
-    def committed_batches(self) -> set[str]:
+    def committed_rows(self) -> pa.Table:
+        """Ledger rows of committed batches (ingested files and rewrites)."""
         led = self.read_ledger()
-        mask = pc.equal(led.column("status"), STATUS_COMMITTED)
-        return set(led.filter(mask).column("batch_id").to_pylist())
+        return led.filter(pc.equal(led.column("status"), STATUS_COMMITTED))
+
+    def committed_batches(self) -> set[str]:
+        return set(self.committed_rows().column("batch_id").to_pylist())
 
     def committed_hashes(self) -> set[str]:
-        led = self.read_ledger()
-        mask = pc.equal(led.column("status"), STATUS_COMMITTED)
-        return {h for h in led.filter(mask).column("sha256").to_pylist() if h}
+        return {h for h in self.committed_rows().column("sha256").to_pylist() if h}
 
     def replaced_parts(self) -> set[str]:
         """Part files (relative paths) superseded by a committed rewrite."""
@@ -278,8 +279,7 @@ class Store:
     # -- reading fixes -----------------------------------------------------
     def snapshot(self) -> tuple[set[str], set[str]]:
         """(committed batch ids, replaced part files): what readers may see, from one ledger read."""
-        led = self.read_ledger()
-        led = led.filter(pc.equal(led.column("status"), STATUS_COMMITTED))
+        led = self.committed_rows()
         replaced = {p for lst in led.column("replaces").to_pylist() if lst for p in lst}
         return set(led.column("batch_id").to_pylist()), replaced
 

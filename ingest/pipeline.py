@@ -212,9 +212,7 @@ def _collect_sources(paths, format, st: Store, report: IngestReport):
 
 
 def _committed_sizes(st: Store) -> set[int]:
-    led = st.read_ledger()
-    led = led.filter(pc.equal(led.column("status"), STATUS_COMMITTED))
-    return {n for n in led.column("size_bytes").to_pylist() if n is not None}
+    return {n for n in st.committed_rows().column("size_bytes").to_pylist() if n is not None}
 
 
 def _plain_size(path) -> int | None:
