@@ -169,7 +169,7 @@ img{max-width:100%;border:1px solid #ddd;margin:.3em 0}"""
 def build_report(out_dir: str | os.PathLike[str], *, stops: pd.DataFrame, sites: gpd.GeoDataFrame | None = None,
                  gaps: pd.DataFrame | None = None, coverage_by_group: pd.DataFrame | None = None,
                  public: PublicParams | None = PublicParams(), title: str = "Flyway planner report",
-                 map_file: str | None = None) -> Path:
+                 map_file: str | None = None, scenario: dict | None = None) -> Path:
     """Write the report folder from tables; returns the path of ``index.html``.
 
     Parameters
@@ -189,6 +189,9 @@ def build_report(out_dir: str | os.PathLike[str], *, stops: pd.DataFrame, sites:
     title : str
     map_file : str, optional
         Name of a map HTML file in ``out_dir`` to link to.
+    scenario : dict, optional
+        Outputs of ``flyway scenario`` (:func:`flyway.analysis.scenario.report.read_outputs`): adds the
+        section on proposed energy infrastructure, copies the scenario page and its tables.
 
     Returns
     -------
@@ -264,6 +267,8 @@ def build_report(out_dir: str | os.PathLike[str], *, stops: pd.DataFrame, sites:
         parts += ["<h2>Sites closest to energy infrastructure</h2>",
                   frame_html(pd.DataFrame(near[[S.SITE_ID, S.SPECIES, S.KINDS, S.BIRD_DAYS,
                                                 S.NEAREST_INFRASTRUCTURE_KM]]))]
+    if scenario is not None:
+        parts += _scenario_section(scenario, out, files)
     parts.append("<h2>Migratory connectivity (individuals, breeding x wintering country)</h2>")
     for sp, mat in conn.items():
         parts += [f"<h3><i>{esc(sp)}</i></h3>", frame_html(mat, index=True)]
@@ -280,8 +285,46 @@ def build_report(out_dir: str | os.PathLike[str], *, stops: pd.DataFrame, sites:
     return index
 
 
+def _scenario_section(scenario: dict, out: Path, files: dict[str, Path]) -> list[str]:
+    """Proposed wind farms and power lines: the side-by-side table, collisions per facility, proximity."""
+    import shutil
+
+    parts = ["<h2>Proposed energy infrastructure: scenarios</h2>"]
+    if scenario.get("html") is not None:
+        shutil.copyfile(scenario["html"], out / "scenario.html")
+        parts.append("<p><a href='scenario.html'>Open the full scenario comparison</a> (fan charts of the "
+                     "population, every parameter with its source).</p>")
+    summary = scenario.get("summary")
+    if summary is not None and len(summary):
+        years = sorted({int(c.rsplit("_y", 1)[1]) for c in summary.columns if c.startswith(f"{S.CPS_MEDIAN}_y")})
+        cols = [c for c in (S.SCENARIO, S.SPECIES, S.COLLISIONS_MEAN, S.COLLISIONS_Q2_5, S.COLLISIONS_Q97_5,
+                            S.ADDED_VS_NATURAL_ADULT_MORTALITY, S.COLLISIONS_OVER_PBR) if c in summary]
+        cols += [c for t in years for c in (f"{S.CPS_MEDIAN}_y{t}", f"{S.P_DECLINE_50}_y{t}") if c in summary]
+        parts += ["<p>Collisions per year (mean and 95 % interval) of each scenario, as a share of PBR, and the "
+                  "counterfactual of population size (CPS: impacted / baseline, median of matched replicates) "
+                  "and the probability of a decline of more than 50 % at each horizon.</p>",
+                  frame_html(summary[cols], max_rows=len(summary))]
+    collisions = scenario.get("collisions")
+    if collisions is not None and len(collisions):
+        parts += ["<h3>Collisions per facility</h3>", frame_html(collisions, max_rows=len(collisions))]
+    for name, title in (("proximity", "Distance to breeding sites"),
+                        ("breeding_time_near", "Share of breeding-season tracked time near each facility")):
+        table = scenario.get(name)
+        if table is not None and len(table):
+            parts += [f"<h3>{esc(title)}</h3>", frame_html(table, max_rows=min(len(table), 60))]
+    for name in ("summary", "collisions", "proximity", "breeding_time_near"):
+        if scenario.get(name) is not None:
+            files[f"scenario_{name}"] = _write_csv(scenario[name], out / f"scenario_{name}.csv")
+    if scenario.get("facilities") is not None:
+        path = out / "scenario_facilities.geojson"
+        path.write_text(scenario["facilities"].to_json(drop_id=True), encoding="utf-8")
+        files["scenario_facilities"] = path
+    return parts
+
+
 def report(store: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, protected_areas=None,
-           infrastructure=None, public: bool = True, with_map: bool = True, self_contained: bool = True) -> Path:
+           infrastructure=None, public: bool = True, with_map: bool = True, self_contained: bool = True,
+           scenario: str | os.PathLike[str] | None = None) -> Path:
     """The planner report of a store (``flyway report --store STORE --out DIR``).
 
     Parameters
@@ -296,6 +339,9 @@ def report(store: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, pr
         Also write ``map.html`` (the gap map, same generalisation) and link it.
     self_contained : bool
         Inline the map's JavaScript (opens offline).
+    scenario : path, optional
+        The ``--out`` folder of a ``flyway scenario`` run: adds the proposed facilities to the map and a
+        section comparing the scenarios (collisions, PBR, population, distance to breeding sites).
 
     Returns
     -------
@@ -310,6 +356,11 @@ def report(store: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, pr
     from flyway.maps.offline import save_map
 
     pp = PublicParams() if public else None
+    scen = None
+    if scenario is not None:
+        from flyway.analysis.scenario.report import read_outputs
+
+        scen = read_outputs(scenario)
     t = load_store_tables(store, protected_areas=protected_areas, infrastructure=infrastructure, with_fixes=with_map)
     if t["stops"] is None:
         raise SchemaError(f"{store}: no stops table; run `flyway stops --store {store}` first")
@@ -320,4 +371,4 @@ def report(store: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, pr
                           params=MapParams(public=pp), self_contained=self_contained)
         map_file = save_map(m, Path(out_dir) / "map.html", self_contained=self_contained).name
     return build_report(out_dir, stops=t["stops"], sites=t["sites"], gaps=t["gaps"],
-                        coverage_by_group=t["coverage_by_group"], public=pp, map_file=map_file)
+                        coverage_by_group=t["coverage_by_group"], public=pp, map_file=map_file, scenario=scen)

@@ -234,8 +234,9 @@ def _power_line(i: int, m: Mapping[str, Any], table: SpeciesTable) -> PowerLineF
 
 
 def _exposure(where: str, block: Any, table: SpeciesTable, allowed: set[str]) -> dict[str, dict[str, Any]]:
-    if not isinstance(block, Mapping) or not block:
+    if not isinstance(block, Mapping):
         raise ConfigError(f"{where}.exposure: expected a table per species, e.g. [facility.exposure.\"Grus monacha\"]")
+    # no block: exposure comes from the tracks (flyway scenario --store); the run says so when there are none
     out = {}
     for species, spec in block.items():
         if species not in table:

@@ -18,11 +18,12 @@ import pandas as pd
 
 from flyway import schema as S
 
+from .config import ScenarioConfig, WindFarmFacility
 from .run import ScenarioResult
 
 log = logging.getLogger(__name__)
 
-__all__ = ["write_csv", "write_html", "fan_chart_png"]
+__all__ = ["write_csv", "write_html", "fan_chart_png", "facilities_frame", "write_facilities", "read_outputs"]
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -146,3 +147,68 @@ def write_html(result: ScenarioResult, out_dir: str | Path, *, filename: str = "
     path = out / filename
     _atomic_write(path, "\n".join(parts).encode("utf-8"))
     return path
+
+
+def facilities_frame(config: ScenarioConfig):
+    """The facilities of a scenario file as a GeoDataFrame (EPSG:4326) for maps and GIS.
+
+    Columns: ``facility_id``, ``facility_name``, ``facility_kind`` (wind_farm /
+    power_line), ``turbines``, ``rotor_radius_m``, ``hub_height_m`` (means of
+    their distributions), ``wire_low_m``, ``wire_top_m``, ``marked_share``,
+    ``length_km``; the geometry is the footprint, the turbine points or the line.
+    """
+    import geopandas as gpd
+
+    rows, geoms = [], []
+    for fac in config.facilities.values():
+        row = {S.FACILITY_ID: fac.id, S.FACILITY_NAME: fac.name, S.FACILITY_KIND: fac.kind,
+               "turbines": np.nan, "rotor_radius_m": np.nan, "hub_height_m": np.nan, "wire_low_m": np.nan,
+               "wire_top_m": np.nan, "marked_share": np.nan, "length_km": np.nan}
+        if isinstance(fac, WindFarmFacility):
+            p = fac.params
+            row.update(turbines=float(p.turbines), rotor_radius_m=float(np.mean(p.rotor_radius_m.mean)),
+                       hub_height_m=float(np.mean(p.hub_height_m.mean)))
+        else:
+            row.update(wire_low_m=fac.wire_low_m, wire_top_m=fac.wire_top_m, marked_share=fac.marked_share,
+                       length_km=fac.length_km)
+        rows.append(row)
+        geoms.append(fac.geometry)
+    return gpd.GeoDataFrame(pd.DataFrame(rows), geometry=geoms, crs=S.CRS)
+
+
+def write_facilities(config: ScenarioConfig, out_dir: str | Path) -> Path:
+    """Write ``facilities.geojson`` (see :func:`facilities_frame`) atomically; returns its path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "facilities.geojson"
+    _atomic_write(path, facilities_frame(config).to_json(drop_id=True).encode("utf-8"))
+    return path
+
+
+def read_outputs(out_dir: str | Path) -> dict:
+    """Read back what ``flyway scenario`` wrote to ``out_dir`` (for the gap map and the planner report).
+
+    Returns
+    -------
+    dict
+        ``facilities`` (GeoDataFrame or None) and every CSV table written
+        (``summary``, ``collisions``, ...; a missing one is None), plus
+        ``html`` (path of the scenario page or None).
+    """
+    import geopandas as gpd
+
+    from flyway.errors import InputError
+
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise InputError("scenario output folder not found; expected the --out folder of `flyway scenario`",
+                         file=str(out))
+    found: dict = {"html": out / "scenario.html" if (out / "scenario.html").is_file() else None}
+    geo = out / "facilities.geojson"
+    found["facilities"] = gpd.read_file(geo) if geo.is_file() else None
+    for csv_file in sorted(out.glob("*.csv")):
+        found[csv_file.stem] = pd.read_csv(csv_file)
+    if found["facilities"] is None and "summary" not in found:
+        raise InputError("no facilities.geojson or summary.csv here; expected the --out folder of "
+                         "`flyway scenario`", file=str(out))
+    return found
