@@ -6,24 +6,33 @@ Peers, measured on this kind of machine (2 cores), quoted in the issue:
 Targets: >= 100x each (>= 110,000 draws/s; >= 390,000 replicate-scenario-years/s), same model content:
 every Band parameter uncertain, environmental AND demographic stochasticity.
 
-Run:  .venv/bin/python bench/scenario.py [--draws 100000] [--replicates 10000] [--years 50]
+Exposure from tracks (issue 9 item 10): 10M fixes against 100 wind farms and 1,000 km of lines (20 x 50 km),
+with the bootstrap of individuals for every facility and species; time, fixes/s and peak RSS.
+
+Run:  .venv/bin/python bench/scenario.py [--draws 100000] [--replicates 10000] [--years 50] [--exposure-fixes 10000000]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import resource
+import threading
 import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import psutil
 import shapely
 
+from flyway import schema as S
 from flyway.analysis.scenario.band_stochastic import stochastic_band
+from flyway.analysis.scenario.config import parse_scenario
 from flyway.analysis.scenario.population import Impact, project
 from flyway.analysis.scenario.powerline import count_crossings
 from flyway.analysis.scenario.species import load_species_table
+from flyway.analysis.scenario.track_segments import FixArrays
+from flyway.analysis.scenario.tracks import TrackExposure
 
 STOCHLAB_DRAWS_PER_S = 5000 / 4.6
 NEPVA_RSY_PER_S = 1000 * 50 * 4 / 52
@@ -126,6 +135,113 @@ def bench_crossings(segments: int) -> None:
           f"({segments / dt:,.0f} segments/s, {seg.size:,} crossings); peak traced memory {peak:,.0f} MiB")
 
 
+_BIRDS_PER_CHUNK = 100
+_FIXES_PER_BIRD = 10_000  # hourly fixes, ~14 months
+
+
+def _bird_chunk(first: int, birds: int) -> FixArrays:
+    """Hourly fixes of some birds: stationary spells (GPS jitter ~20 m) and flights (~15 km/h net), NE Asia."""
+    rng = np.random.default_rng(first)
+    n = birds * _FIXES_PER_BIRD
+    ind = np.repeat(np.arange(first, first + birds), _FIXES_PER_BIRD)
+    flying = rng.random(n) < 0.15  # the step into the fix was a flight
+    step = np.where(flying[:, None], rng.normal(0, 0.15, (n, 2)), rng.normal(0, 0.0002, (n, 2)))
+    step[::_FIXES_PER_BIRD] = np.column_stack([rng.uniform(121, 129, birds), rng.uniform(31, 39, birds)])
+    xy = np.cumsum(step.reshape(birds, _FIXES_PER_BIRD, 2), axis=1).reshape(n, 2)
+    t = (1.704e9 + np.tile(np.arange(_FIXES_PER_BIRD) * 3600.0, birds)
+         + np.repeat(rng.uniform(0, 3600, birds), _FIXES_PER_BIRD))
+    stationary = ~flying & ~np.r_[flying[1:], False]
+    alt = np.where(stationary, rng.normal(50, 10, n), 50 + np.abs(rng.normal(150, 120, n)))
+    return FixArrays(ind, t, xy[:, 0], xy[:, 1], alt, stationary)
+
+
+def _exposure_config(seed: int = 5) -> dict:
+    """100 wind farms (half footprints 3-6 km, half 5 x 4 turbine grids) and 20 zig-zag lines of about 50 km."""
+    rng = np.random.default_rng(seed)
+    species = ["Platalea minor", "Grus monacha", "Antigone vipio"]
+    turbine = dict(rotor_radius_m=60.0, hub_height_m=100.0, max_chord_m=4.0, rpm={"mean": 10.0, "sd": 1.0},
+                   pitch_deg=10.0, operational_share=[0.85] * 12)
+    facs = []
+    for i in range(100):
+        x, y = rng.uniform(121, 129), rng.uniform(31, 39)
+        fac = {"id": f"W{i:03d}", "kind": "wind_farm", **turbine,
+               "exposure": {species[i % 3]: {"density_km2": [0.1] * 12}}}
+        if i % 2:
+            d = rng.uniform(0.015, 0.03)
+            fac.update(footprint=[[x - d, y - d], [x + d, y - d], [x + d, y + d], [x - d, y + d], [x - d, y - d]],
+                       turbines=20)
+        else:
+            gx, gy = np.meshgrid(x + 0.0055 * np.arange(5), y + 0.0045 * np.arange(4))
+            fac["turbine_lon_lat"] = np.column_stack([gx.ravel(), gy.ravel()]).tolist()
+        facs.append(fac)
+    for i in range(20):
+        x, y = rng.uniform(121, 128), rng.uniform(31, 38)
+        line = np.column_stack([x + np.linspace(0, 0.52, 26), y + 0.005 * (np.arange(26) % 2)])  # ~50 km
+        facs.append({"id": f"L{i:02d}", "kind": "power_line", "line": line.tolist(), "wire_low_m": 18.0,
+                     "wire_top_m": 32.0, "exposure": {species[i % 3]: {"crossings_day": 100, "crossings_night": 10}}})
+    return {"title": "bench", "run": {"replicates": 1000}, "facility": facs,
+            "scenario": [{"name": "all", "facilities": [f["id"] for f in facs]}]}
+
+
+class _PeakRSS:
+    """Peak resident memory of this process while the block runs (sampled every 20 ms)."""
+
+    def __enter__(self):
+        self.proc, self.peak, self._stop = psutil.Process(), 0, threading.Event()
+        self.before = self.proc.memory_info().rss
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def _poll(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+
+
+def bench_exposure(fixes: int) -> None:
+    birds = max(1, fixes // _FIXES_PER_BIRD)
+    species = np.array(["Platalea minor", "Grus monacha", "Antigone vipio"])[np.arange(birds) % 3]
+
+    generating = [0.0]  # time spent making the synthetic fixes, inside the pass
+
+    def chunks():
+        for first in range(0, birds, _BIRDS_PER_CHUNK):
+            t0 = time.perf_counter()
+            chunk = _bird_chunk(first, min(_BIRDS_PER_CHUNK, birds - first))
+            generating[0] += time.perf_counter() - t0
+            yield chunk
+
+    cfg = parse_scenario(_exposure_config())
+    n_rep = cfg.run.replicates
+    tracks = TrackExposure.from_chunks([f"B{i:05d}" for i in range(birds)], species, chunks)
+    with _PeakRSS() as mem:
+        t0 = time.perf_counter()
+        tracks.prepare(cfg, n_rep, np.random.SeedSequence(1))
+        total = time.perf_counter() - t0 - generating[0]
+    t0 = time.perf_counter()
+    tracks.prepare(cfg, n_rep, np.random.SeedSequence(2))  # the pass is cached: scaling + bootstrap only
+    scaling = time.perf_counter() - t0
+    table = tracks.table()
+    n_fix, segments = tracks.tables.fixes, tracks.tables.flight_segments
+    farms = table[table[S.TRACKED_TRANSITS].notna()]
+    lines = table[table[S.TRACKED_CROSSINGS].notna()]
+    km = sum(cfg.facilities[f].length_km for f in lines[S.FACILITY_ID].unique())
+    print(f"Exposure from tracks: {n_fix:,} fixes of {birds:,} birds ({segments:,} flight segments) "
+          f"vs 100 wind farms + 20 lines ({km:,.0f} km), {n_rep:,} bootstrap replicates x 3 species: {total:.1f} s "
+          f"(not counting {generating[0]:.1f} s spent generating the synthetic fixes, chunk by chunk)")
+    print(f"  throughput {n_fix / total:,.0f} fixes/s; pass over the tracks {total - scaling:.1f} s, "
+          f"scaling + bootstrap of 360 facility x species {scaling:.2f} s; peak RSS {mem.peak / 2 ** 20:,.0f} MiB "
+          f"(+{(mem.peak - mem.before) / 2 ** 20:,.0f} MiB over the {mem.before / 2 ** 20:,.0f} MiB before)")
+    print(f"  tracked: {int(farms[S.TRACKED_TRANSITS].sum()):,} transits through footprints "
+          f"({(farms.groupby(S.FACILITY_ID)[S.TRACKED_TRANSITS].sum() > 0).sum()} of 100 farms reached), "
+          f"{int(lines[S.TRACKED_CROSSINGS].sum()):,} line crossings")
+
+
 def main() -> None:
     print(f"load average before: {os.getloadavg()[0]:.2f} (2 cores; other work on the machine slows every number)")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -133,10 +249,12 @@ def main() -> None:
     ap.add_argument("--replicates", type=int, default=10_000)
     ap.add_argument("--years", type=int, default=50)
     ap.add_argument("--segments", type=int, default=1_000_000)
+    ap.add_argument("--exposure-fixes", type=int, default=10_000_000)
     a = ap.parse_args()
     bench_band(a.draws)
     bench_population(a.replicates, a.years)
     bench_crossings(a.segments)
+    bench_exposure(a.exposure_fixes)
     print(f"process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
 
 

@@ -69,6 +69,8 @@ _LAZY = {
     "lambda_max": "flyway.analysis.scenario",
     "pbr": "flyway.analysis.scenario",
     "run_scenarios": "flyway.analysis.scenario",
+    "TrackExposure": "flyway.analysis.scenario",
+    "TrackParams": "flyway.analysis.scenario",
     "write_simulation": "flyway.simulate",
 }
 

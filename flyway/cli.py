@@ -399,7 +399,8 @@ def report_cmd(store: Path = typer.Option(..., "--store"),
 def scenario(scenario_file: Path = typer.Option(..., "--scenario", help="Scenario TOML (facilities, options)."),
              out_dir: Path = typer.Option(..., "--out", help="Folder for scenario.html and the CSV tables."),
              store: Optional[Path] = typer.Option(
-                 None, "--store", help="Store (exposure from tracks is not used yet: the file's typed-in densities are)."),
+                 None, "--store", help="Store: exposure from its tracks and stops (run `flyway stops` first); "
+                 "without it, the scenario file's typed-in exposure."),
              replicates: Optional[int] = typer.Option(None, "--replicates", min=1),
              seed: Optional[int] = typer.Option(None, "--seed"),
              as_json: bool = typer.Option(False, "--json")) -> None:

@@ -146,6 +146,22 @@ PARAMETER_VALUE = "value"
 PARAMETER_SOURCE = "source"
 PARAMETER_PROXY = "proxy"
 PARAMETER_NOTE = "note"
+# exposure from tracks (issue 9 item 4/5): where each facility x species number came from
+EXPOSURE_SOURCE = "exposure_source"  # tracks | typed-in (and why)
+EXPOSURE_NOTE = "exposure_note"
+HEIGHT_SOURCE = "height_source"  # tracks (GPS altitude - local ground) | species table | none
+TRACKED_INDIVIDUALS = "tracked_individuals"  # tracked birds of the species
+TRACKED_BIRD_DAYS = "tracked_bird_days"  # tracked time of those birds (segments <= max gap)
+TRACKED_BIRDS_EXPOSED = "tracked_birds_exposed"  # of them, birds with >= 1 transit / crossing
+TRACKED_TRANSITS = "tracked_transits"  # passages of tracked birds through a wind-farm footprint
+TRACKED_CROSSINGS = "tracked_crossings"  # crossings of a power line by tracked birds
+TRACKED_FLIGHT_H_INSIDE = "tracked_flight_h_inside"  # tracked in-flight hours inside the footprint
+ROTOR_HEIGHT_SHARE = "rotor_height_share"  # share of that time at rotor height
+WIRE_HEIGHT_SHARE = "wire_height_share"  # share of crossings at wire height
+GROUND_LEVEL_M = "ground_level_m"  # local ground: median GPS altitude of stationary fixes nearby
+DENSITY_KM2 = "density_km2"  # population in flight over the footprint, 24-h mean (birds/km2)
+CROSSINGS_PER_YEAR = "crossings_per_year"  # population crossings of a line per year
+NIGHT_CROSSING_SHARE = "night_crossing_share"  # share of tracked crossings at night (sun below -0.833 deg)
 
 # --- nightly alerts (issue 8): one JSON object per line in STORE/_alerts/alerts.jsonl ---
 # (also INDIVIDUAL_ID, SPECIES, TIME, LON, LAT)

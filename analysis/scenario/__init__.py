@@ -3,6 +3,8 @@
 Collision models (Band 2012 options 1–3 with the large-array correction, the
 migrant front, a crossing-based power-line model), a stochastic Leslie
 projection with matched counterfactuals, PBR, and the side-by-side report.
+Exposure is typed into the scenario file or measured from the GPS tracks
+(:class:`TrackExposure`).
 """
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ from pathlib import Path
 from .band import band_collisions, transit_probability
 from .pbr import lambda_max, pbr
 from .run import run_scenarios
+from .tracks import TrackExposure, TrackParams
 
 log = logging.getLogger(__name__)
 
-__all__ = ["transit_probability", "band_collisions", "lambda_max", "pbr", "run_scenarios", "scenario_command"]
+__all__ = ["transit_probability", "band_collisions", "lambda_max", "pbr", "run_scenarios", "scenario_command",
+           "TrackExposure", "TrackParams"]
 
 
 def scenario_command(store: str | Path | None, scenario: str | Path, out: str | Path,
@@ -27,30 +31,56 @@ def scenario_command(store: str | Path | None, scenario: str | Path, out: str | 
     Parameters
     ----------
     store
-        The fixes store (exposure from tracks is not wired yet: the typed-in
-        exposure of the scenario file is used; ``store`` may be None).
+        The fixes store. Given, exposure comes from its tracks and stops
+        (:class:`~.tracks.TrackExposure`): every species of the species table
+        that is tracked is assessed at every facility; a facility that no
+        tracked bird of a species came near falls back to the exposure typed
+        into the scenario file for that species, if any (the collisions
+        table's ``exposure_source`` says which was used). None: the typed-in
+        exposure only.
     scenario
         The scenario TOML file.
     out
-        Output folder (created): ``scenario.html`` and the CSV tables.
+        Output folder (created): ``scenario.html`` and the CSV tables, plus
+        ``exposure.csv`` (the tracked numbers per facility and species) when
+        a store is given.
     replicates, seed
         Override the file's ``run.replicates`` and ``run.seed``.
 
     Returns
     -------
     dict
-        A JSON-ready summary: output paths and, per scenario and species,
-        collisions per year (mean, 95 % interval), collisions/PBR and CPS at
-        the output years.
-    """
-    from .report import write_csv, write_html
+        A JSON-ready summary: output paths, the exposure source per facility
+        and species, and per scenario and species collisions per year (mean,
+        95 % interval), collisions/PBR and CPS at the output years.
 
-    if store is not None:
-        log.info("exposure from the tracks in %s is not available yet; using the typed-in exposure", store)
-    result = run_scenarios(str(scenario), None, replicates=replicates, seed=seed)
-    paths = write_csv(result, out)
-    html_path = write_html(result, out)
+    Raises
+    ------
+    ConfigError
+        A bad scenario file, or a facility far from every tracked fix.
+    StoreError
+        The store has no stops table.
+    """
     from flyway import schema as S
+    from flyway.export import csv_safe
+
+    from .config import load_scenario
+    from .report import _atomic_write, write_csv, write_facilities, write_html
+
+    cfg = load_scenario(str(scenario))
+    tracks = None
+    if store is not None:
+        from .tracks import TrackExposure
+
+        tracks = TrackExposure.from_store(store, species=sorted(cfg.species.species))
+        log.info("exposure from the tracks of %d birds in %s", len(tracks.individual_ids), store)
+    result = run_scenarios(cfg, tracks, replicates=replicates, seed=seed)
+    paths = write_csv(result, out)
+    if tracks is not None:
+        paths["exposure"] = Path(out) / "exposure.csv"
+        _atomic_write(paths["exposure"], csv_safe(tracks.table()).to_csv(index=False).encode("utf-8"))
+    html_path = write_html(result, out)
+    paths["facilities"] = write_facilities(cfg, out)
 
     rows = []
     for rec in result.summary.to_dict("records"):
@@ -58,5 +88,10 @@ def scenario_command(store: str | Path | None, scenario: str | Path, out: str | 
                                    S.COLLISIONS_OVER_PBR)}
         row.update({k: v for k, v in rec.items() if k.startswith(f"{S.CPS_MEDIAN}_y")})
         rows.append(row)
+    exposure = []
+    if len(result.collisions):
+        seen = result.collisions.drop_duplicates([S.FACILITY_ID, S.SPECIES])
+        exposure = [{S.FACILITY_ID: r[S.FACILITY_ID], S.SPECIES: r[S.SPECIES], S.EXPOSURE_SOURCE: r[S.EXPOSURE_SOURCE]}
+                    for r in seen.to_dict("records")]
     return {"html": str(html_path), "csv": {k: str(v) for k, v in paths.items()},
-            "replicates": result.replicates, "seed": result.seed, "scenarios": rows}
+            "replicates": result.replicates, "seed": result.seed, "exposure": exposure, "scenarios": rows}

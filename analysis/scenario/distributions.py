@@ -24,7 +24,7 @@ from flyway.errors import ConfigError
 
 __all__ = [
     "Dist", "Fixed", "TruncNormal", "BetaMoments", "GammaMoments", "LogNormalMoments",
-    "Bootstrap", "as_dist",
+    "Bootstrap", "AlignedDraws", "as_dist",
 ]
 
 
@@ -247,6 +247,44 @@ class Bootstrap(Dist):
 
     def describe(self) -> str:
         return f"bootstrap({self.samples.shape[0]} samples)"
+
+
+@dataclass(frozen=True, eq=False)
+class AlignedDraws(Dist):
+    """Values already drawn one per replicate: replicate ``k`` gets ``values[k]``, in order.
+
+    For inputs whose uncertainty comes from elsewhere and must stay aligned
+    with the run's replicates, e.g. in-flight densities from a bootstrap of
+    tracked individuals (replicate ``k`` of every facility uses the same
+    resample of birds). Unlike :class:`Bootstrap` nothing is resampled and
+    the generator is not used; asking for another number of draws than
+    there are values is an error.
+    """
+
+    values: np.ndarray = field(repr=False)
+
+    def __post_init__(self) -> None:
+        arr = np.array(self.values, dtype=float).ravel()
+        if arr.size == 0 or not np.all(np.isfinite(arr)):
+            raise ConfigError("aligned draws: expected a non-empty array of finite numbers")
+        arr.setflags(write=False)
+        object.__setattr__(self, "values", arr)
+
+    @property
+    def mean(self) -> float:  # type: ignore[override]
+        return float(self.values.mean())
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        if n != self.values.size:
+            raise ValueError(f"aligned draws: {self.values.size} values for {n} replicates; expected one per replicate")
+        return self.values.copy()
+
+    @property
+    def is_fixed(self) -> bool:
+        return bool(np.all(self.values == self.values[0]))
+
+    def describe(self) -> str:
+        return f"aligned draws ({self.values.size}, mean {self.mean:g})"
 
 
 _KINDS = {

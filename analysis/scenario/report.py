@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from flyway import schema as S
+from flyway.export import csv_safe
 
 from .config import ScenarioConfig, WindFarmFacility
 from .run import ScenarioResult
@@ -56,7 +57,7 @@ def write_csv(result: ScenarioResult, out_dir: str | Path) -> dict[str, Path]:
     for name in ("summary", "collisions", "metrics", "trajectories", "parameters"):
         frame: pd.DataFrame = getattr(result, name)
         path = out / f"{name}.csv"
-        _atomic_write(path, frame.to_csv(index=False).encode("utf-8"))
+        _atomic_write(path, csv_safe(frame).to_csv(index=False).encode("utf-8"))
         paths[name] = path
     return paths
 

@@ -2,8 +2,10 @@
 
 Exposure enters through an :class:`ExposureSource`. Without tracks it is the
 typed-in densities, migrant numbers and crossings of the scenario file
-(:class:`TypedExposure`, parity with stochLAB); a track-derived source (issue
-9 item 4) implements the same two methods and is passed as ``tracks``.
+(:class:`TypedExposure`, parity with stochLAB); the track-derived source
+(:class:`~.tracks.TrackExposure`, issue 9 items 4 and 5) implements the same
+two methods and is passed as ``tracks``. The collisions table says, per
+facility and species, which source was used and the tracked numbers behind it.
 """
 from __future__ import annotations
 
@@ -30,7 +32,28 @@ __all__ = ["ExposureSource", "TypedExposure", "ScenarioResult", "run_scenarios"]
 
 @runtime_checkable
 class ExposureSource(Protocol):
-    """Where the birds' exposure to a facility comes from (typed in, or derived from tracks)."""
+    """Where the birds' exposure to a facility comes from (typed in, or derived from tracks).
+
+    Optional members, used when present:
+
+    ``prepare(config, replicates, seed_sequence)``
+        Called once before the facilities are asked, with the run's number of
+        replicates and a seed sequence of its own (spawned after the model
+        streams, so it changes no other draw). A source whose values are
+        draws must return them in replicate order (e.g.
+        :class:`~.distributions.AlignedDraws`): replicate ``k`` of every
+        facility and of the projection is one draw.
+    ``species``
+        Species the source knows about beyond those typed into the file
+        (e.g. the tracked species); those in the species table are assessed too.
+    ``notes``
+        Lines for the result's notes.
+
+    The mappings returned may also carry ``source`` (label), ``tracked``
+    (column → value, see :mod:`flyway.schema`), ``note`` and, for wind farms,
+    ``species_overrides`` (Band species parameters replacing the table's,
+    e.g. a tracked rotor-height share).
+    """
 
     def wind_farm(self, facility: WindFarmFacility, species: str) -> Mapping[str, Any] | None:
         """``{"density_km2": 12 monthly values}`` or ``{"birds_passing": {...}}``; None = not exposed."""
@@ -82,8 +105,22 @@ class ScenarioResult:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
+_TRACKED_COLUMNS = (S.TRACKED_INDIVIDUALS, S.TRACKED_BIRD_DAYS, S.TRACKED_BIRDS_EXPOSED, S.TRACKED_TRANSITS,
+                    S.TRACKED_CROSSINGS, S.TRACKED_FLIGHT_H_INSIDE, S.HEIGHT_SOURCE, S.ROTOR_HEIGHT_SHARE,
+                    S.WIRE_HEIGHT_SHARE, S.GROUND_LEVEL_M)
+
+
+def _provenance(exp: Mapping[str, Any]) -> dict:
+    """Source label, tracked numbers and note of one exposure (typed-in: the label only)."""
+    tracked = exp.get("tracked", {})
+    out = {S.EXPOSURE_SOURCE: str(exp.get("source", "typed-in"))}
+    out.update({k: tracked.get(k, "" if k == S.HEIGHT_SOURCE else np.nan) for k in _TRACKED_COLUMNS})
+    out[S.EXPOSURE_NOTE] = str(exp.get("note", ""))
+    return out
+
+
 def _facility_draws(fac, species: str, cfg: ScenarioConfig, exposure: ExposureSource, n: int,
-                    ss: np.random.SeedSequence) -> tuple[np.ndarray, str] | None:
+                    ss: np.random.SeedSequence) -> tuple[np.ndarray, str, dict] | None:
     entry = cfg.species[species]
     if isinstance(fac, WindFarmFacility):
         exp = exposure.wind_farm(fac, species)
@@ -91,10 +128,15 @@ def _facility_draws(fac, species: str, cfg: ScenarioConfig, exposure: ExposureSo
             return None
         if "birds_passing" in exp:
             _, mat = migrant_collision_draws(entry.band(), fac.params, exp["birds_passing"], draws=n, seed=ss)
-            return mat.sum(axis=1), "Band 2000 migrant front, option 1"
+            return mat.sum(axis=1), "Band 2000 migrant front, option 1", _provenance(exp)
         option = cfg.run.band_option
-        sp = entry.band(density_km2=exp["density_km2"])
-        return stochastic_band(sp, fac.params, option, draws=n, seed=ss).annual, f"Band 2012 option {option}"
+        sp = entry.band(density_km2=exp["density_km2"], **exp.get("species_overrides", {}))
+        model = f"Band 2012 option {option}"
+        if option in (2, 3) and sp.flight_height_distribution is None:
+            # neither the tracks nor the species table give heights per metre: the basic model, said so
+            model = f"Band 2012 option 1 (option {option} asked; no flight-height distribution for {species})"
+            option = 1
+        return stochastic_band(sp, fac.params, option, draws=n, seed=ss).annual, model, _provenance(exp)
     exp = exposure.power_line(fac, species)
     if not exp:
         return None
@@ -104,7 +146,7 @@ def _facility_draws(fac, species: str, cfg: ScenarioConfig, exposure: ExposureSo
         wire_height_share_night=exp.get("wire_height_share_night", 1.0),
         collision_per_crossing=cfg.species.power_line["collision_per_crossing_unmarked"],
         marked_share=fac.marked_share, marker_efficacy=fac.marker_efficacy, draws=n, seed=ss)
-    return pl.total, "crossings x q x (1 - marked x efficacy)"
+    return pl.total, "crossings x q x (1 - marked x efficacy)", _provenance(exp)
 
 
 def run_scenarios(config: ScenarioConfig | Mapping[str, Any] | str, tracks: ExposureSource | None = None, *,
@@ -140,10 +182,14 @@ def run_scenarios(config: ScenarioConfig | Mapping[str, Any] | str, tracks: Expo
         raise TypeError("tracks: expected an ExposureSource (wind_farm() and power_line() methods)")
     root = np.random.SeedSequence(seed)
     species_names = cfg.species_names
+    species_names += [s for s in getattr(exposure, "species", ()) if s in cfg.species and s not in species_names]
     fac_ids = list(cfg.facilities)
     # one stream per (species, facility) and per species projection: stable when scenarios are added
     streams = {key: ss for key, ss in zip([(s, f) for s in species_names for f in fac_ids] + species_names,
                                           root.spawn(len(species_names) * (len(fac_ids) + 1)))}
+    prepare = getattr(exposure, "prepare", None)
+    if callable(prepare):  # spawned after the model streams: typed-in runs draw exactly as before
+        prepare(cfg, n, root.spawn(1)[0])
     coll_rows, summary_rows, metric_frames, traj_frames = [], [], [], []
     names = ["baseline", *[s.name for s in cfg.scenarios]]
     for sp_name in species_names:
@@ -159,9 +205,9 @@ def run_scenarios(config: ScenarioConfig | Mapping[str, Any] | str, tracks: Expo
             total = np.zeros(n)
             for fid in sc.facilities:
                 if fid in draws:
-                    d, model = draws[fid]
+                    d, model, prov = draws[fid]
                     total = total + d
-                    coll_rows.append(_coll_row(sc.name, sp_name, fid, d, model))
+                    coll_rows.append({**_coll_row(sc.name, sp_name, fid, d, model), **prov})
             per_scen[sc.name] = total
             value = total if cfg.run.impact_mode == "number" else np.clip(total / dem.initial_population, 0, 1)
             impacts.append(Impact(value, cfg.run.impact_mode))
@@ -176,8 +222,11 @@ def run_scenarios(config: ScenarioConfig | Mapping[str, Any] | str, tracks: Expo
     notes = (
         f"{n} replicates, seed {seed}; impacts as {'numbers killed per year' if cfg.run.impact_mode == 'number' else 'rates'}"
         " applied to every age class in proportion to its numbers (competing risk s(1 - h)).",
-        "Exposure: " + ("from tracks." if tracks is not None else "typed-in densities and crossings of the scenario file."),
+        "Exposure: " + (f"from the tracks, or typed in where no tracked bird of a species came near (column "
+                        f"{S.EXPOSURE_SOURCE})." if tracks is not None
+                        else "typed-in densities and crossings of the scenario file."),
         "PBR is a screen beside the projection, never instead of it (it understates impacts on long-lived birds).",
+        *getattr(exposure, "notes", ()),
     )
     return ScenarioResult(cfg, pd.DataFrame(coll_rows), pd.DataFrame(summary_rows),
                           pd.concat(metric_frames, ignore_index=True), pd.concat(traj_frames, ignore_index=True),
