@@ -71,6 +71,12 @@ _LAZY = {
     "run_scenarios": "flyway.analysis.scenario",
     "TrackExposure": "flyway.analysis.scenario",
     "TrackParams": "flyway.analysis.scenario",
+    "breeding_proximity": "flyway.analysis.scenario.proximity",
+    "proximity_from_store": "flyway.analysis.scenario.proximity",
+    "sensitivity_grid": "flyway.analysis.scenario.sensitivity",
+    "sensitivity_from_store": "flyway.analysis.scenario.sensitivity",
+    "StandardTurbine": "flyway.analysis.scenario.sensitivity",
+    "read_site_list": "flyway.analysis.scenario.breeding_sites",
     "write_simulation": "flyway.simulate",
 }
 

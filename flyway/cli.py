@@ -358,7 +358,9 @@ def map_cmd(store: Path = typer.Option(..., "--store"),
             protected_areas: Optional[Path] = typer.Option(None, "--protected-areas"),
             infrastructure: Optional[List[Path]] = typer.Option(None, "--infrastructure"),
             species: Optional[List[str]] = typer.Option(None, "--species", help="Only these species (repeatable)."),
-            season: Optional[List[str]] = typer.Option(None, "--season", help="Only these seasons, e.g. 2024-spring.")
+            season: Optional[List[str]] = typer.Option(None, "--season", help="Only these seasons, e.g. 2024-spring."),
+            scenario_dir: Optional[Path] = typer.Option(
+                None, "--scenario", help="--out folder of `flyway scenario`: proposed facilities and sensitivity grid.")
             ) -> None:
     """The gap map (sites by protected fraction, tracks, heatmap, reserves, facilities) or a per-bird view."""
     from flyway.maps.bird_map import bird_map
@@ -372,7 +374,7 @@ def map_cmd(store: Path = typer.Option(..., "--store"),
             params = MapParams(species=tuple(species) if species else None,
                                seasons=tuple(season) if season else None)
             m = gap_map(store, protected_areas=protected_areas, infrastructure=infrastructure or None,
-                        params=params, self_contained=self_contained, public=public)
+                        params=params, self_contained=self_contained, public=public, scenario=scenario_dir)
         return save_map(m, out_path, self_contained=self_contained)
 
     path = _run(go)
@@ -385,12 +387,15 @@ def report_cmd(store: Path = typer.Option(..., "--store"),
                public: bool = typer.Option(True, "--public/--exact",
                                            help="Generalise breeding locations (default) or show them exactly."),
                protected_areas: Optional[Path] = typer.Option(None, "--protected-areas"),
-               infrastructure: Optional[List[Path]] = typer.Option(None, "--infrastructure")) -> None:
+               infrastructure: Optional[List[Path]] = typer.Option(None, "--infrastructure"),
+               scenario_dir: Optional[Path] = typer.Option(
+                   None, "--scenario", help="--out folder of `flyway scenario`: adds the scenario comparison.")
+               ) -> None:
     """The planner report: per species, season and country, with charts, downloads and a data dictionary."""
     from flyway.maps.report import report
 
     path = _run(lambda: report(store, out_dir, protected_areas=protected_areas,
-                               infrastructure=infrastructure or None, public=public))
+                               infrastructure=infrastructure or None, public=public, scenario=scenario_dir))
     _echo(f"wrote {path}")
 
 
@@ -403,11 +408,14 @@ def scenario(scenario_file: Path = typer.Option(..., "--scenario", help="Scenari
                  "without it, the scenario file's typed-in exposure."),
              replicates: Optional[int] = typer.Option(None, "--replicates", min=1),
              seed: Optional[int] = typer.Option(None, "--seed"),
+             sites_csv: Optional[Path] = typer.Option(
+                 None, "--sites", help="Site list CSV (site,country,lat,lon,species,role): its breeding rows join "
+                 "the store's breeding sites for the proximity tables."),
              as_json: bool = typer.Option(False, "--json")) -> None:
-    """Compare siting options: collisions (Band 2012, power lines), population projections, PBR."""
+    """Compare siting options: collisions (Band 2012, power lines), population projections, PBR, proximity."""
     from flyway.analysis.scenario import scenario_command
 
-    summary = _run(lambda: scenario_command(store, scenario_file, out_dir, replicates, seed))
+    summary = _run(lambda: scenario_command(store, scenario_file, out_dir, replicates, seed, sites_csv))
     if as_json:
         _print_json(summary)
         return

@@ -137,7 +137,8 @@ def _bounds(*frames) -> tuple[float, float, float, float] | None:
 def build_gap_map(*, fixes: pd.DataFrame | None = None, stops: pd.DataFrame | None = None,
                   sites: gpd.GeoDataFrame | None = None, gaps: pd.DataFrame | None = None,
                   protected_areas: gpd.GeoDataFrame | None = None, infrastructure: gpd.GeoDataFrame | None = None,
-                  params: MapParams | None = None, self_contained: bool = False) -> folium.Map:
+                  params: MapParams | None = None, self_contained: bool = False,
+                  scenario: dict | None = None) -> folium.Map:
     """The gap map from tables (every table optional; missing ones give no layer).
 
     Parameters
@@ -157,6 +158,9 @@ def build_gap_map(*, fixes: pd.DataFrame | None = None, stops: pd.DataFrame | No
     params : MapParams, optional
     self_contained : bool
         Tiles off by default (the map must open offline); see :func:`flyway.maps.offline.save_map`.
+    scenario : dict, optional
+        Outputs of ``flyway scenario`` (:func:`flyway.analysis.scenario.report.read_outputs`): the
+        proposed facilities with their expected collisions in popups, and the collision-sensitivity grid.
 
     Returns
     -------
@@ -191,6 +195,14 @@ def build_gap_map(*, fixes: pd.DataFrame | None = None, stops: pd.DataFrame | No
             L.add_gaps(m, gaps, sites, top=p.top_gaps)
     if infrastructure is not None and len(infrastructure):
         L.add_infrastructure(m, infrastructure, max_markers=p.max_facility_markers)
+    if scenario is not None:
+        from flyway.maps.scenario_layers import add_facilities, add_sensitivity
+
+        # a fine grid of in-flight time can show colonies through local flights: not in public maps
+        if scenario.get("sensitivity") is not None and p.public is None:
+            add_sensitivity(m, scenario["sensitivity"])
+        if scenario.get("facilities") is not None and len(scenario["facilities"]):
+            add_facilities(m, scenario["facilities"], collisions=scenario.get("collisions"))
     if p.public is not None:
         L.add_legend(m, "Public export", [], note=p.public.describe(), position="bottomright")
     L.finish_legends(m)
@@ -293,7 +305,8 @@ def _read_infrastructure(paths):
 
 
 def gap_map(store: str | os.PathLike[str], *, protected_areas=None, infrastructure=None,
-            params: MapParams | None = None, self_contained: bool = False, public: bool = False) -> folium.Map:
+            params: MapParams | None = None, self_contained: bool = False, public: bool = False,
+            scenario: str | os.PathLike[str] | None = None) -> folium.Map:
     """The gap map of a store (what ``flyway map --store STORE`` draws).
 
     Parameters
@@ -312,6 +325,8 @@ def gap_map(store: str | os.PathLike[str], *, protected_areas=None, infrastructu
     public : bool
         Generalise sensitive records with the default :class:`PublicParams`
         (ignored when ``params.public`` is set).
+    scenario : path, optional
+        The ``--out`` folder of a ``flyway scenario`` run: the proposed facilities and the sensitivity grid.
 
     Returns
     -------
@@ -327,6 +342,11 @@ def gap_map(store: str | os.PathLike[str], *, protected_areas=None, infrastructu
 
         p = replace(p, public=PublicParams())
     t = load_store_tables(store, protected_areas=protected_areas, infrastructure=infrastructure, species=p.species)
+    scen = None
+    if scenario is not None:
+        from flyway.analysis.scenario.report import read_outputs
+
+        scen = read_outputs(scenario)
     return build_gap_map(fixes=t["fixes"], stops=t["stops"], sites=t["sites"], gaps=t["gaps"],
                          protected_areas=t["protected_areas"], infrastructure=t["infrastructure"], params=p,
-                         self_contained=self_contained)
+                         self_contained=self_contained, scenario=scen)

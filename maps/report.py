@@ -268,7 +268,7 @@ def build_report(out_dir: str | os.PathLike[str], *, stops: pd.DataFrame, sites:
                   frame_html(pd.DataFrame(near[[S.SITE_ID, S.SPECIES, S.KINDS, S.BIRD_DAYS,
                                                 S.NEAREST_INFRASTRUCTURE_KM]]))]
     if scenario is not None:
-        parts += _scenario_section(scenario, out, files)
+        parts += _scenario_section(scenario, out, files, public)
     parts.append("<h2>Migratory connectivity (individuals, breeding x wintering country)</h2>")
     for sp, mat in conn.items():
         parts += [f"<h3><i>{esc(sp)}</i></h3>", frame_html(mat, index=True)]
@@ -285,7 +285,7 @@ def build_report(out_dir: str | os.PathLike[str], *, stops: pd.DataFrame, sites:
     return index
 
 
-def _scenario_section(scenario: dict, out: Path, files: dict[str, Path]) -> list[str]:
+def _scenario_section(scenario: dict, out: Path, files: dict[str, Path], public: PublicParams | None) -> list[str]:
     """Proposed wind farms and power lines: the side-by-side table, collisions per facility, proximity."""
     import shutil
 
@@ -307,12 +307,19 @@ def _scenario_section(scenario: dict, out: Path, files: dict[str, Path]) -> list
     collisions = scenario.get("collisions")
     if collisions is not None and len(collisions):
         parts += ["<h3>Collisions per facility</h3>", frame_html(collisions, max_rows=len(collisions))]
-    for name, title in (("proximity", "Distance to breeding sites"),
-                        ("breeding_time_near", "Share of breeding-season tracked time near each facility")):
-        table = scenario.get(name)
-        if table is not None and len(table):
-            parts += [f"<h3>{esc(title)}</h3>", frame_html(table, max_rows=min(len(table), 60))]
-    for name in ("summary", "collisions", "proximity", "breeding_time_near"):
+    distances = scenario.get("breeding_distances")
+    if distances is not None and len(distances):
+        if public is not None:  # distances stay; the breeding sites' own positions do not leave the project
+            distances = distances.drop(columns=[S.LON, S.LAT], errors="ignore")
+        nearest = distances.sort_values(S.DISTANCE_KM).groupby(S.FACILITY_ID, sort=False).head(5)
+        parts += ["<h3>Distance to breeding sites (nearest five per facility)</h3>",
+                  frame_html(nearest.sort_values([S.FACILITY_ID, S.DISTANCE_KM]), max_rows=len(nearest))]
+        scenario = dict(scenario, breeding_distances=distances)
+    shares = scenario.get("breeding_time_shares")
+    if shares is not None and len(shares):
+        parts += ["<h3>Share of breeding-season tracked time near each facility</h3>",
+                  frame_html(shares, max_rows=len(shares))]
+    for name in ("summary", "collisions", "breeding_distances", "breeding_time_shares"):
         if scenario.get(name) is not None:
             files[f"scenario_{name}"] = _write_csv(scenario[name], out / f"scenario_{name}.csv")
     if scenario.get("facilities") is not None:
@@ -368,7 +375,7 @@ def report(store: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, pr
     if with_map:
         m = build_gap_map(fixes=t["fixes"], stops=t["stops"], sites=t["sites"], gaps=t["gaps"],
                           protected_areas=t["protected_areas"], infrastructure=t["infrastructure"],
-                          params=MapParams(public=pp), self_contained=self_contained)
+                          params=MapParams(public=pp), self_contained=self_contained, scenario=scen)
         map_file = save_map(m, Path(out_dir) / "map.html", self_contained=self_contained).name
     return build_report(out_dir, stops=t["stops"], sites=t["sites"], gaps=t["gaps"],
                         coverage_by_group=t["coverage_by_group"], public=pp, map_file=map_file, scenario=scen)

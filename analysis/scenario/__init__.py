@@ -25,7 +25,8 @@ __all__ = ["transit_probability", "band_collisions", "lambda_max", "pbr", "run_s
 
 
 def scenario_command(store: str | Path | None, scenario: str | Path, out: str | Path,
-                     replicates: int | None = None, seed: int | None = None) -> dict:
+                     replicates: int | None = None, seed: int | None = None,
+                     sites_csv: str | Path | None = None) -> dict:
     """``flyway scenario --store STORE --scenario FILE.toml --out DIR [--replicates N] [--seed S]``.
 
     Parameters
@@ -46,6 +47,14 @@ def scenario_command(store: str | Path | None, scenario: str | Path, out: str | 
         a store is given.
     replicates, seed
         Override the file's ``run.replicates`` and ``run.seed``.
+    sites_csv
+        A site list (``site,country,lat,lon,species,role``) whose ``breeding`` rows join the breeding
+        sites found in the store (stops of kind breeding) for the proximity tables.
+
+    With a store the folder also gets ``breeding_distances.csv`` and ``breeding_time_shares.csv``
+    (each facility's distance to every breeding site, and the share of breeding-season tracked time
+    within 1/5/10/20 km) and ``sensitivity.nc`` (CF NetCDF: expected collisions per year of one
+    standard turbine in each 5 km cell, from the tracks).
 
     Returns
     -------
@@ -68,7 +77,7 @@ def scenario_command(store: str | Path | None, scenario: str | Path, out: str | 
     from .report import _atomic_write, write_csv, write_facilities, write_html
 
     cfg = load_scenario(str(scenario))
-    tracks = None
+    tracks = proximity = None
     if store is not None:
         from .tracks import TrackExposure
 
@@ -79,7 +88,21 @@ def scenario_command(store: str | Path | None, scenario: str | Path, out: str | 
     if tracks is not None:
         paths["exposure"] = Path(out) / "exposure.csv"
         _atomic_write(paths["exposure"], csv_safe(tracks.table()).to_csv(index=False).encode("utf-8"))
-    html_path = write_html(result, out)
+    if store is not None:
+        from flyway.analysis.grid import write_netcdf
+
+        from .proximity import proximity_from_store, write_proximity
+        from .sensitivity import sensitivity_from_store
+
+        proximity = proximity_from_store(store, cfg, sites_csv=sites_csv)
+        paths.update(write_proximity(proximity, out))
+        paths["sensitivity"] = write_netcdf(sensitivity_from_store(store, cfg.species), Path(out) / "sensitivity.nc")
+    elif sites_csv is not None:
+        from .proximity import breeding_proximity, write_proximity
+
+        proximity = breeding_proximity(cfg, sites=sites_csv)
+        paths.update(write_proximity(proximity, out))
+    html_path = write_html(result, out, proximity=proximity)
     paths["facilities"] = write_facilities(cfg, out)
 
     rows = []

@@ -109,8 +109,13 @@ _CSS = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table
         "th{background:#eee}td:first-child,td:nth-child(2){text-align:left}.note{color:#555;font-size:13px}")
 
 
-def write_html(result: ScenarioResult, out_dir: str | Path, *, filename: str = "scenario.html") -> Path:
-    """Write the side-by-side page: summary per species, collisions per facility, fan charts, parameters."""
+def write_html(result: ScenarioResult, out_dir: str | Path, *, filename: str = "scenario.html",
+               proximity=None) -> Path:
+    """Write the side-by-side page: summary per species, collisions per facility, fan charts, parameters.
+
+    ``proximity`` (:class:`~.proximity.BreedingProximity`, optional) adds each facility's distance to the
+    nearest breeding sites and the share of breeding-season tracked time near it.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = result.config
@@ -141,7 +146,10 @@ def write_html(result: ScenarioResult, out_dir: str | Path, *, filename: str = "
         c = fac.geometry.centroid
         parts.append(f"<li>{html.escape(fac.id)} — {html.escape(fac.name)} ({html.escape(fac.kind)}), "
                      f"centre {c.y:.4f}°N {c.x:.4f}°E</li>")
-    parts.append("</ul><h2>Parameters and their sources</h2>"
+    parts.append("</ul>")
+    if proximity is not None:
+        parts += _proximity_html(proximity)
+    parts.append("<h2>Parameters and their sources</h2>"
                  "<p class='note'>A non-empty <b>proxy</b> marks a value borrowed from another species or from guidance.</p>")
     parts.append(_table(result.parameters))
     parts.append("</body></html>")
@@ -209,7 +217,35 @@ def read_outputs(out_dir: str | Path) -> dict:
     found["facilities"] = gpd.read_file(geo) if geo.is_file() else None
     for csv_file in sorted(out.glob("*.csv")):
         found[csv_file.stem] = pd.read_csv(csv_file)
+    nc = out / "sensitivity.nc"
+    if nc.is_file():
+        from flyway.analysis.grid import read_netcdf
+
+        found["sensitivity"] = read_netcdf(nc)
+    else:
+        found["sensitivity"] = None
     if found["facilities"] is None and "summary" not in found:
         raise InputError("no facilities.geojson or summary.csv here; expected the --out folder of "
                          "`flyway scenario`", file=str(out))
     return found
+
+
+def _proximity_html(proximity) -> list[str]:
+    """Nearest breeding sites per facility and breeding-season time near it, as HTML parts."""
+    parts = ["<h2>Proximity to breeding sites</h2>"]
+    d = proximity.distances
+    if len(d):
+        nearest = d.sort_values(S.DISTANCE_KM).groupby(S.FACILITY_ID, sort=False).head(3)
+        nearest = nearest.sort_values([S.FACILITY_ID, S.DISTANCE_KM])
+        cols = [c for c in (S.FACILITY_ID, S.SPECIES, S.SITE_ID, S.COUNTRY, S.N_INDIVIDUALS, S.DISTANCE_KM,
+                            "site_source") if c in nearest]
+        parts += ["<p>The three nearest breeding sites of each facility (geodesic distance; 0 = inside).</p>",
+                  _table(nearest[cols])]
+    else:
+        parts.append("<p class='note'>No breeding sites known: no stops of kind breeding in the store and no "
+                     "site list (<code>--sites</code>).</p>")
+    t = proximity.time_shares
+    if len(t):
+        parts += ["<p>Share of the breeding-season tracked time of each species within each distance of the "
+                  "facility.</p>", _table(t)]
+    return parts
