@@ -38,7 +38,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -51,7 +51,7 @@ from flyway.errors import ConfigError
 
 from .breeding_sites import SITE_SOURCE, breeding_sites
 from .config import ScenarioConfig, load_scenario
-from .track_passages import split_individuals
+from .track_passages import split_individuals, store_fix_chunks
 from .track_segments import FixArrays, fix_arrays
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,6 @@ __all__ = ["BreedingProximity", "breeding_proximity", "proximity_from_store", "w
 BREEDING_WINDOW = "breeding_window"  # "MM-DD..MM-DD", the calendar window of the species
 SHARE_BREEDING_TIME_WITHIN_KM = "share_breeding_time_within_{km:g}km"  # .format(km=5)
 
-_FIX_COLUMNS = [S.INDIVIDUAL_ID, S.SPECIES, S.TIMESTAMP, S.LON, S.LAT, S.QC_FLAGS]
 _QUERY_CHUNK = 200_000  # fixes per distance query (bounds the candidate-pair arrays)
 _DISTANCE_COLUMNS = [S.FACILITY_ID, S.FACILITY_NAME, S.FACILITY_KIND, S.SPECIES, S.SITE_ID, S.COUNTRY, S.LON, S.LAT,
                      S.N_INDIVIDUALS, S.DISTANCE_KM, SITE_SOURCE]
@@ -323,33 +322,6 @@ def breeding_proximity(facilities: Any, *, stops: pd.DataFrame | None = None, fi
         shares = _time_shares(fac, split_individuals(fix_arrays(fixes, None, codes), chunk_fixes), species_of,
                               d_km, max_gap_h, cfg)
     return BreedingProximity(distances, shares, d_km)
-
-
-def store_fix_chunks(store, species: Iterable[str] | None = None, *, chunk_fixes: int = 1_000_000,
-                     stops: pd.DataFrame | None = None, columns: list[str] | None = None
-                     ) -> tuple[pd.Index, np.ndarray, Callable[[], Iterator[FixArrays]]]:
-    """Individual codes, their species, and a generator of :class:`FixArrays` chunks read from a store.
-
-    Each call of the returned function reads the committed fixes again, a
-    group of whole birds at a time (one snapshot of the ledger for all calls).
-    """
-    from flyway.analysis.runner import group_individuals, individuals
-    from flyway.store import Store
-
-    st = store if isinstance(store, Store) else Store(store)
-    st.require()
-    inds = individuals(st, list(species) if species is not None else None)
-    codes = pd.Index([i.individual_id for i in inds])
-    snap = st.snapshot()
-    groups = group_individuals(inds, chunk_fixes)
-    cols = columns or _FIX_COLUMNS
-
-    def chunks() -> Iterator[FixArrays]:
-        for g in groups:
-            frame = st.scan_fixes(individuals=g, columns=cols, snapshot=snap).to_pandas()
-            yield from split_individuals(fix_arrays(frame, stops, codes), chunk_fixes)
-
-    return codes, np.array([i.species for i in inds], dtype=object), chunks
 
 
 def _optional(store, name: str) -> pd.DataFrame | None:

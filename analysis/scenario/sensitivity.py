@@ -293,18 +293,10 @@ def sensitivity_from_store(store: str | os.PathLike[str], species_table: Species
     StoreError
         The store has no stops table (run ``flyway stops`` first).
     """
-    from flyway.errors import StoreError
-    from flyway.store import Store, read_derived
+    from .track_passages import store_fix_chunks, store_stops
 
-    from .proximity import store_fix_chunks
-
-    st = Store(store)
-    st.require()
-    if not (st.path / S.STOPS.name / f"{S.STOPS.name}.parquet").exists():
-        raise StoreError(f"{st.path}: no stops table; run `flyway stops --store {store}` first "
-                         "(the sensitivity grid needs the stops to tell standing birds from flights)")
-    stops = read_derived(st, S.STOPS.name)
-    _, species_of, chunks = store_fix_chunks(st, species, chunk_fixes=chunk_fixes, stops=stops)
+    stops = store_stops(store, "the sensitivity grid")
+    _, species_of, chunks = store_fix_chunks(store, species, chunk_fixes=chunk_fixes, stops=stops)
     return _run(chunks, species_of, species_table or load_species_table(), turbine=turbine or StandardTurbine(),
                 cell_km=cell_km, bounds=bounds, option=option, params=params or TrackParams(), population=population)
 

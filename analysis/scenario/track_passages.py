@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
+import pandas as pd
 import shapely
 
+from flyway import schema as S
+
 from .track_geometry import BoxGrid, FacilityShape, candidate_pairs, line_crossings, nearby_points, passages_inside
-from .track_segments import (SUNRISE_ELEVATION_DEG, FixArrays, TrackParams, month_index, segment_table,
+from .track_segments import (SUNRISE_ELEVATION_DEG, FixArrays, TrackParams, fix_arrays, month_index, segment_table,
                              solar_elevation_deg)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrackTables", "accumulate_tracks", "split_individuals"]
+__all__ = ["TrackTables", "accumulate_tracks", "split_individuals", "store_fix_chunks", "store_stops",
+           "STORE_FIX_COLUMNS"]
 
 _SEEN_CELL_DEG = 0.02  # one representative tracked position per cell (~2 km) for the "far from the data" check
 _PASSAGE_KEYS = ("facility", "individual", "month", "time_inside_s", "altitude_m", "night", "transit_start")
@@ -234,3 +238,48 @@ def accumulate_tracks(chunks: Iterable[FixArrays], shapes: list[FacilityShape], 
     log.debug("tracks: %d fixes, %d flight segments, %d passages, %d crossings", state.fixes, state.flights,
               sum(a.size for a in state.passages["facility"]), sum(a.size for a in state.crossings["facility"]))
     return state.finish(n_individuals)
+
+
+#: fixes columns the track analyses read from a store
+STORE_FIX_COLUMNS = [S.INDIVIDUAL_ID, S.SPECIES, S.TIMESTAMP, S.LON, S.LAT, S.ALTITUDE_M, S.QC_FLAGS]
+
+
+def store_stops(store, purpose: str) -> pd.DataFrame:
+    """The store's stops table; :class:`~flyway.errors.StoreError` naming ``purpose`` when there is none."""
+    from flyway.errors import StoreError
+    from flyway.store import Store, read_derived
+
+    st = store if isinstance(store, Store) else Store(store)
+    st.require()
+    path = st.path / S.STOPS.name / f"{S.STOPS.name}.parquet"
+    if not path.exists():
+        raise StoreError(f"{path}: no stops table; run `flyway stops --store {store}` first ({purpose} needs the "
+                         "stops to tell standing birds from flights)")
+    return read_derived(st, S.STOPS.name)
+
+
+def store_fix_chunks(store, species: Iterable[str] | None = None, *, chunk_fixes: int = 1_000_000,
+                     stops: pd.DataFrame | None = None, columns: list[str] | None = None
+                     ) -> tuple[pd.Index, np.ndarray, Callable[[], Iterator[FixArrays]]]:
+    """Individual codes, their species, and a generator of :class:`FixArrays` chunks read from a store.
+
+    Each call of the returned function reads the committed fixes again, a
+    group of whole birds at a time (one snapshot of the ledger for all calls).
+    """
+    from flyway.analysis.runner import group_individuals, individuals
+    from flyway.store import Store
+
+    st = store if isinstance(store, Store) else Store(store)
+    st.require()
+    inds = individuals(st, list(species) if species is not None else None)
+    codes = pd.Index([i.individual_id for i in inds])
+    snap = st.snapshot()
+    groups = group_individuals(inds, chunk_fixes)
+    cols = columns or STORE_FIX_COLUMNS
+
+    def chunks() -> Iterator[FixArrays]:
+        for g in groups:
+            frame = st.scan_fixes(individuals=g, columns=cols, snapshot=snap).to_pandas()
+            yield from split_individuals(fix_arrays(frame, stops, codes), chunk_fixes)
+
+    return codes, np.array([i.species for i in inds], dtype=object), chunks

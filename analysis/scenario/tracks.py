@@ -67,7 +67,7 @@ import numpy as np
 import pandas as pd
 
 from flyway import schema as S
-from flyway.errors import ConfigError, InputError, StoreError
+from flyway.errors import ConfigError, InputError
 
 from .config import PowerLineFacility, ScenarioConfig, WindFarmFacility
 from .distributions import AlignedDraws, Bootstrap, Fixed
@@ -80,7 +80,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["TrackExposure", "TrackParams", "resample_counts"]
 
-_FIX_COLUMNS = [S.INDIVIDUAL_ID, S.SPECIES, S.TIMESTAMP, S.LON, S.LAT, S.ALTITUDE_M, S.QC_FLAGS]
 
 
 @dataclass(frozen=True)
@@ -151,29 +150,13 @@ class TrackExposure:
         StoreError
             The store has no stops table (run ``flyway stops`` first).
         """
-        from flyway.analysis.runner import group_individuals, individuals
-        from flyway.store import Store, read_derived
+        from .track_passages import store_fix_chunks, store_stops
 
-        st = Store(store)
-        st.require()
-        stops_path = st.path / S.STOPS.name / f"{S.STOPS.name}.parquet"
-        if not stops_path.exists():
-            raise StoreError(f"{stops_path}: no stops table; run `flyway stops --store {store}` first "
-                             "(exposure from tracks needs the stops to tell standing birds from flights)")
-        stops = read_derived(st, S.STOPS.name)
+        stops = store_stops(store, "exposure from tracks")
         sp = [species] if isinstance(species, str) else (list(species) if species is not None else None)
-        inds = individuals(st, sp)
-        codes = pd.Index([i.individual_id for i in inds])
-        snap = st.snapshot()
-        groups = group_individuals(inds, chunk_fixes)
-
-        def chunks() -> Iterator[FixArrays]:
-            for g in groups:
-                frame = st.scan_fixes(individuals=g, columns=_FIX_COLUMNS, snapshot=snap).to_pandas()
-                yield from split_individuals(fix_arrays(frame, stops, codes), chunk_fixes)
-
+        codes, species_of, chunks = store_fix_chunks(store, sp, chunk_fixes=chunk_fixes, stops=stops)
         obj = cls.__new__(cls)
-        obj._setup(codes, np.array([i.species for i in inds], dtype=object), chunks, params, population)
+        obj._setup(codes, species_of, chunks, params, population)
         return obj
 
     @classmethod
