@@ -4,8 +4,9 @@ The cores (:mod:`flyway.analysis.qc`, :mod:`flyway.analysis.stops`) never
 touch the filesystem; this module does nothing but move data between them
 and the store. Work is cut into groups of whole individuals so memory stays
 bounded by the group size, not by the store, and groups run on a dask
-cluster when one is given (each task reads its own individuals from the
-store, so workers must see the store's folder).
+cluster when one is given (each task opens the store from its path or URL
+and reads its own individuals, so workers need the store's folder or, for
+``s3://`` stores, only the same environment variables for the endpoint).
 """
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from flyway import schema as S
 from flyway.analysis.countries import country_of
@@ -27,7 +27,8 @@ from flyway.analysis.parallel import resolve_client
 from flyway.analysis.qc import flag_counts, qc_flags
 from flyway.analysis.stops import detect_stops, stop_params, stops_table
 from flyway.compact import write_rewrite_part
-from flyway.store import Store, new_batch_id, write_derived
+from flyway.geoparquet import read_metadata_many, read_parquet
+from flyway.store import Store, new_batch_id, part_facts, write_derived
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +49,19 @@ def individuals(store: Store, species: Iterable[str] | None = None,
     """Individuals of a store with their fix counts, from Parquet footers."""
     snap = store.snapshot()
     by_folder: dict[Any, list] = {}
-    for f in store.fix_files(species, only, snapshot=snap):
+    files = store.fix_files(species, only, snapshot=snap)
+    footers = dict(zip(files, read_metadata_many(files)))  # concurrent on object storage
+    for f in files:
         by_folder.setdefault(f.parent, []).append(f)
     out = []
     for files in by_folder.values():
-        first = pq.read_table(files[0], columns=[S.SPECIES, S.INDIVIDUAL_ID]).slice(0, 1).to_pylist()
-        if not first:
-            continue
-        n = sum(pq.read_metadata(f).num_rows for f in files)
-        out.append(Individual(first[0][S.SPECIES], first[0][S.INDIVIDUAL_ID], n))
+        sp, ind, _, _ = part_facts(footers[files[0]])
+        if sp is None or ind is None:  # statistics absent (e.g. very long ids): read one row
+            first = read_parquet(files[0], columns=[S.SPECIES, S.INDIVIDUAL_ID]).slice(0, 1).to_pylist()
+            if not first:
+                continue
+            sp, ind = first[0][S.SPECIES], first[0][S.INDIVIDUAL_ID]
+        out.append(Individual(sp, ind, sum(footers[f].num_rows for f in files)))
     return sorted(out, key=lambda i: (i.species, i.individual_id))
 
 
@@ -120,7 +125,7 @@ def run_qc(store: str | os.PathLike[str] | Store, now: Any = None, species_confi
                     continue
                 rows = table.filter(pa.array(sel))
                 new_parts.append(write_rewrite_part(st, batch_id, rows))
-                replaced.extend(str(f.relative_to(st.path)) for f in st.fix_files(individuals=[ind], snapshot=snap))
+                replaced.extend(st.relative(f) for f in st.fix_files(individuals=[ind], snapshot=snap))
                 result.individuals_changed += 1
         if new_parts:
             st.commit_rewrite(batch_id, "qc", new_parts, replaced, message=f"now={now}")
@@ -131,10 +136,14 @@ def run_qc(store: str | os.PathLike[str] | Store, now: Any = None, species_confi
 
 
 # --------------------------------------------------------------------------------------- stops
-def _stops_task(store_path: str, group: list[str], snapshot: tuple[set[str], set[str]],
+def _stops_task(store_url: str, group: list[str], snapshot: tuple[set[str], set[str]],
                 kwargs: dict[str, Any]) -> pd.DataFrame:
-    """Pure function of its inputs: the stops of some individuals of a store snapshot."""
-    st = Store(store_path)
+    """Pure function of its inputs: the stops of some individuals of a store snapshot.
+
+    Takes the store as a string (absolute path or URL) and opens it itself,
+    so a dask worker on another host needs no shared disk for an ``s3://`` store.
+    """
+    st = Store(store_url)
     frame = st.scan_fixes(individuals=group, columns=STOP_COLUMNS, snapshot=snapshot).to_pandas()
     return detect_stops(frame, **kwargs)
 
@@ -156,7 +165,7 @@ def run_stops(store: str | os.PathLike[str] | Store, method: str = "flyway", max
     snap = st.snapshot()
     inds = individuals(st, only=individuals_only)
     kwargs = dict(method=method, max_diameter=max_diameter, min_duration=min_duration, **options)
-    task = partial(_stops_task, str(st.path.resolve()), snapshot=snap, kwargs=kwargs)
+    task = partial(_stops_task, st.url, snapshot=snap, kwargs=kwargs)
     frames: list[pd.DataFrame] = []
     with resolve_client(client, scheduler) as c:
         total = sum(i.fixes for i in inds)

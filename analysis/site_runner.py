@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -29,6 +30,7 @@ from flyway.analysis.runner import individuals
 from flyway.analysis.sites import find_sites
 from flyway.errors import StoreError
 from flyway.export import csv_safe
+from flyway.geoparquet import atomic_write_bytes
 from flyway.store import Store, read_derived, write_derived
 
 log = logging.getLogger(__name__)
@@ -98,7 +100,12 @@ def run_coverage(store, protected_areas: str | os.PathLike[str] | gpd.GeoDataFra
         _write_layer(st, COVERAGE_DIR, "protected_areas", result.protected_areas, p)
         for name, frame in (("coverage_by_group", result.by_group), ("gaps", result.gaps)):
             _write_plain(st, COVERAGE_DIR, name, frame, p)
-        result.to_csv(st.path / COVERAGE_DIR)
+        if st.is_remote:  # the CSV writer wants a folder: write locally, then one PUT per file
+            with tempfile.TemporaryDirectory(prefix="flyway-coverage-") as tmp:
+                for f in result.to_csv(tmp):
+                    atomic_write_bytes(st.path / COVERAGE_DIR / f.name, f.read_bytes())
+        else:
+            result.to_csv(st.path / COVERAGE_DIR)
     return result
 
 
@@ -147,7 +154,4 @@ def _write_plain(st: Store, folder: str, name: str, frame: pd.DataFrame, params:
     frame = pd.DataFrame(frame).drop(columns=[S.GEOMETRY, "geometry"], errors="ignore")
     table = pa.Table.from_pandas(frame, preserve_index=False)
     write_derived(st, name, table, params=params, folder=folder)
-    csv = st.path / folder / f"{name}.csv"
-    tmp = csv.with_suffix(".csv.tmp")
-    csv_safe(frame).to_csv(tmp, index=False)
-    os.replace(tmp, csv)
+    atomic_write_bytes(st.path / folder / f"{name}.csv", csv_safe(frame).to_csv(index=False).encode("utf-8"))

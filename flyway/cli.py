@@ -87,7 +87,8 @@ def simulate(out_dir: Path = typer.Option(..., "--out", help="Folder for the Mov
 # --------------------------------------------------------------------------- ingest
 @app.command()
 def ingest(files: List[Path] = typer.Argument(..., help="CSV files (.csv, .csv.gz, .zip)."),
-           store: Path = typer.Option(..., "--store", help="Store folder (created if missing)."),
+           store: str = typer.Option(..., "--store", help="Store folder or URL such as s3://bucket/prefix "
+                                      "(created if missing)."),
            reference: Optional[Path] = typer.Option(None, "--reference", help="Movebank reference data CSV."),
            format: Optional[str] = typer.Option(
                None, "--format", help="movebank | plain | ornitela | vendor:NAME | vendor:PATH.toml (default: detect)."),
@@ -124,7 +125,7 @@ def ingest(files: List[Path] = typer.Argument(..., help="CSV files (.csv, .csv.g
 
 # --------------------------------------------------------------------------- store
 @store_app.command("info")
-def store_info(store: Path = typer.Option(..., "--store"),
+def store_info(store: str = typer.Option(..., "--store"),
                as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Individuals, species, fixes, time span and quarantined rows of a store."""
     from flyway.info import store_info as info_fn
@@ -152,7 +153,7 @@ def store_info(store: Path = typer.Option(..., "--store"),
 
 
 @store_app.command("export")
-def store_export(store: Path = typer.Option(..., "--store"),
+def store_export(store: str = typer.Option(..., "--store"),
                  out_path: Path = typer.Option(..., "--out", help="Output .csv, .csv.gz or .gpkg."),
                  species: Optional[List[str]] = typer.Option(None, "--species"),
                  individual: Optional[List[str]] = typer.Option(None, "--individual"),
@@ -166,7 +167,7 @@ def store_export(store: Path = typer.Option(..., "--store"),
 
 
 @store_app.command("compact")
-def store_compact(store: Path = typer.Option(..., "--store"),
+def store_compact(store: str = typer.Option(..., "--store"),
                   as_json: bool = typer.Option(False, "--json")) -> None:
     """Merge each bird's part files into one (nightly ingests add one per bird per night)."""
     from flyway.compact import compact
@@ -180,7 +181,8 @@ def store_compact(store: Path = typer.Option(..., "--store"),
 
 # --------------------------------------------------------------------------- qc / stops
 SCHEDULER_HELP = ("dask scheduler address (tcp://host:8786); default DASK_SCHEDULER_ADDRESS, "
-                  "else a local cluster. Workers must see the store's folder.")
+                  "else a local cluster. Workers must see the store's folder "
+                  "(or, for s3://, have the same endpoint environment variables).")
 
 
 def _cluster(scheduler: Optional[str], in_process: bool, workers: Optional[int]):
@@ -198,7 +200,7 @@ def _cluster(scheduler: Optional[str], in_process: bool, workers: Optional[int])
 
 
 @app.command()
-def qc(store: Path = typer.Option(..., "--store"),
+def qc(store: str = typer.Option(..., "--store"),
        now: Optional[str] = typer.Option(None, "--now", help="Reference time for future timestamps (UTC)."),
        config: Optional[Path] = typer.Option(None, "--config", help="Species parameters TOML (overrides)."),
        as_json: bool = typer.Option(False, "--json")) -> None:
@@ -221,7 +223,7 @@ def qc(store: Path = typer.Option(..., "--store"),
 
 
 @app.command()
-def stops(store: Path = typer.Option(..., "--store"),
+def stops(store: str = typer.Option(..., "--store"),
           method: str = typer.Option("flyway", "--method", help="flyway | movingpandas"),
           max_diameter: float = typer.Option(2000.0, "--max-diameter", help="Metres."),
           min_duration: str = typer.Option("24h", "--min-duration", help="pandas duration, e.g. 24h, 2d."),
@@ -256,7 +258,7 @@ def stops(store: Path = typer.Option(..., "--store"),
 
 # --------------------------------------------------------------------------- sites / coverage / exposure
 @app.command()
-def sites(store: Path = typer.Option(..., "--store"),
+def sites(store: str = typer.Option(..., "--store"),
           eps_km: float = typer.Option(10.0, "--eps-km", help="Clustering distance between stops (km)."),
           buffer_km: float = typer.Option(2.0, "--buffer-km", help="Buffer around a site's stops (km)."),
           as_json: bool = typer.Option(False, "--json")) -> None:
@@ -274,7 +276,7 @@ def sites(store: Path = typer.Option(..., "--store"),
 
 
 @app.command()
-def coverage(store: Path = typer.Option(..., "--store"),
+def coverage(store: str = typer.Option(..., "--store"),
              protected_areas: Path = typer.Option(..., "--protected-areas",
                                                   help="WDPA or any polygons with a name (shp, gpkg, geojson, parquet)."),
              status_year: Optional[int] = typer.Option(None, "--status-year",
@@ -302,11 +304,11 @@ def coverage(store: Path = typer.Option(..., "--store"),
             lambda g: g["protected_bird_days"].sum() / max(g[S_.BIRD_DAYS].sum(), 1e-9), include_groups=False)
         for sp, v in share.items():
             _echo(f"{sp}: {v:.0%} of stopover bird-days inside protected areas")
-    _echo(f"tables and CSV in {Path(store) / 'coverage'}")
+    _echo(f"tables and CSV in {store.rstrip('/')}/coverage")
 
 
 @app.command()
-def exposure(store: Path = typer.Option(..., "--store"),
+def exposure(store: str = typer.Option(..., "--store"),
              infrastructure: List[Path] = typer.Option(..., "--infrastructure",
                                                        help="GPPD CSV, OSM-style GeoJSON/GeoPackage (repeatable)."),
              buffers_km: str = typer.Option("1,5,10", "--buffers-km", help="Buffer distances, comma-separated."),
@@ -333,7 +335,7 @@ def exposure(store: Path = typer.Option(..., "--store"),
         cols = [c for c in (S_.SITE_ID, S_.STOP_ID, S_.SPECIES, "facility_kind", "distance_km", "n_within_5km")
                 if c in near.columns]
         _table("closest energy facilities", near[cols].head(15))
-    _echo(f"tables and CSV in {Path(store) / 'exposure'}")
+    _echo(f"tables and CSV in {store.rstrip('/')}/exposure")
 
 
 def _table(title: str, frame) -> None:
@@ -349,7 +351,7 @@ def _table(title: str, frame) -> None:
 
 # --------------------------------------------------------------------------- maps and report
 @app.command("map")
-def map_cmd(store: Path = typer.Option(..., "--store"),
+def map_cmd(store: str = typer.Option(..., "--store"),
             out_path: Path = typer.Option(Path("map.html"), "--out", help="HTML file to write."),
             individual: Optional[str] = typer.Option(None, "--individual", help="Per-bird view of this individual."),
             self_contained: bool = typer.Option(False, "--self-contained",
@@ -382,7 +384,7 @@ def map_cmd(store: Path = typer.Option(..., "--store"),
 
 
 @app.command("report")
-def report_cmd(store: Path = typer.Option(..., "--store"),
+def report_cmd(store: str = typer.Option(..., "--store"),
                out_dir: Path = typer.Option(..., "--out", help="Folder for report.html, CSV/GeoJSON and charts."),
                public: bool = typer.Option(True, "--public/--exact",
                                            help="Generalise breeding locations (default) or show them exactly."),
@@ -403,7 +405,7 @@ def report_cmd(store: Path = typer.Option(..., "--store"),
 @app.command()
 def scenario(scenario_file: Path = typer.Option(..., "--scenario", help="Scenario TOML (facilities, options)."),
              out_dir: Path = typer.Option(..., "--out", help="Folder for scenario.html and the CSV tables."),
-             store: Optional[Path] = typer.Option(
+             store: Optional[str] = typer.Option(
                  None, "--store", help="Store: exposure from its tracks and stops (run `flyway stops` first); "
                  "without it, the scenario file's typed-in exposure."),
              replicates: Optional[int] = typer.Option(None, "--replicates", min=1),
@@ -424,7 +426,7 @@ def scenario(scenario_file: Path = typer.Option(..., "--scenario", help="Scenari
 
 # --------------------------------------------------------------------------- nightly / runs (issue 8)
 @app.command()
-def nightly(store: Path = typer.Option(..., "--store"),
+def nightly(store: str = typer.Option(..., "--store"),
             inbox: Path = typer.Option(..., "--inbox", help="Folder tag files arrive in (processed/, failed/ inside)."),
             scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler for the stop stage "
                                                     "(default DASK_SCHEDULER_ADDRESS, else this process)."),
@@ -451,7 +453,7 @@ def nightly(store: Path = typer.Option(..., "--store"),
 
 
 @app.command()
-def runs(store: Path = typer.Option(..., "--store"),
+def runs(store: str = typer.Option(..., "--store"),
          last: int = typer.Option(20, "--last", min=1, help="Show the last N runs."),
          as_json: bool = typer.Option(False, "--json")) -> None:
     """List the nightly runs of a store (STORE/_runs/*.json), newest last."""

@@ -14,22 +14,22 @@ import os
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from flyway import schema as S
-from flyway.geoparquet import atomic_write_table, constant_strings
+from flyway.geoparquet import atomic_write_table, constant_strings, read_parquet
 from flyway.store import PART_PREFIX, Store, fixes_geo_table, new_batch_id
 
 
 def write_rewrite_part(st: Store, batch_id: str, rows: pa.Table) -> str:
-    """Write one individual's rows as ``part-<batch>.parquet`` (tmp, fsync, rename); returns its store path."""
+    """Write one individual's rows as ``part-<batch>.parquet`` (tmp, fsync, rename; one PUT on object
+    storage); returns its store path."""
     species = rows.column(S.SPECIES)[0].as_py()
     ind = rows.column(S.INDIVIDUAL_ID)[0].as_py()
     rows = rows.set_column(rows.schema.get_field_index(S.BATCH_ID), S.BATCH_ID,
                            constant_strings(batch_id, rows.num_rows))
     path = st.partition_dir(species, ind) / f"{PART_PREFIX}{batch_id}.parquet"
     atomic_write_table(path, fixes_geo_table(S.FIXES.conform(rows.select(S.FIXES.names)), batch_id))
-    return str(path.relative_to(st.path))
+    return st.relative(path)
 
 
 @dataclass
@@ -61,11 +61,11 @@ def compact(store: str | os.PathLike[str] | Store, min_files: int = 2) -> Compac
         for files in by_folder.values():
             if len(files) < min_files:
                 continue
-            table = pa.concat_tables([pq.read_table(f, schema=S.FIXES.arrow_schema()) for f in files])
+            table = pa.concat_tables([read_parquet(f, schema=S.FIXES.arrow_schema()) for f in files])
             table = table.sort_by([(S.TIMESTAMP, "ascending"), (S.SOURCE_FILE, "ascending"),
                                    (S.SOURCE_LINE, "ascending")])
             new_parts.append(write_rewrite_part(st, batch_id, table))
-            replaced.extend(str(f.relative_to(st.path)) for f in files)
+            replaced.extend(st.relative(f) for f in files)
             res.individuals += 1
         if new_parts:
             st.commit_rewrite(batch_id, "compact", new_parts, replaced)

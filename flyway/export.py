@@ -8,16 +8,17 @@ injection advice); the store itself keeps the original text.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
-import pyarrow.parquet as pq
 
 from flyway import schema as S
 from flyway.errors import InputError
+from flyway.geoparquet import read_parquet
 from flyway.store import Store
 
 _FORMULA_RE = r"^[=+\-@\t\r]"  # what a spreadsheet would run as a formula (OWASP CSV injection)
@@ -42,9 +43,11 @@ def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
 
 def export_fixes(store: str | os.PathLike[str] | Store, out: str | os.PathLike[str],
                  species=None, individuals=None, start=None, end=None) -> int:
-    """Write committed fixes to ``out`` (``.csv``, ``.csv.gz`` or ``.gpkg``); returns rows written."""
+    """Write committed fixes to ``out`` (``.csv``, ``.csv.gz`` or ``.gpkg``, a local file); returns rows written."""
     st = store if isinstance(store, Store) else Store(store)
     st.require()
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", str(out)):  # s3://..., or s3:/... after a Path
+        raise InputError("exports are written to a local file; expected a local path, not a URL", file=str(out))
     out = Path(out)
     name = out.name.lower()
     if name.endswith((".csv", ".csv.gz")):
@@ -59,7 +62,7 @@ def _individual_tables(st: Store, species, individuals, start, end):
     folders = sorted({f.parent for f in files})
     for folder in folders:
         ids = [f for f in files if f.parent == folder]
-        ind = pq.read_table(ids[0], columns=[S.INDIVIDUAL_ID]).column(0)[0].as_py()
+        ind = read_parquet(ids[0], columns=[S.INDIVIDUAL_ID]).column(0)[0].as_py()
         table = st.scan_fixes(species, [ind], start, end)
         if table.num_rows:
             yield table

@@ -1,12 +1,18 @@
-"""GeoParquet 1.1 helpers: WKB points from arrays, the ``geo`` metadata, atomic writes.
+"""GeoParquet 1.1 helpers: WKB points from arrays, the ``geo`` metadata, atomic writes and reads.
 
 Files written here are plain GeoParquet 1.1 (WKB encoding, CRS stated as
 EPSG:4326 PROJJSON, ``bbox`` per file) so geopandas, GDAL
 and DuckDB read them without flyway.
+
+Paths are local :class:`~pathlib.Path` objects or, for a store on object
+storage, ``upath.UPath`` objects (:mod:`flyway.objectstore`); writes and
+reads here work on both (one PUT / GET for an object, temp file and rename
+on a disk).
 """
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import uuid
@@ -18,8 +24,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import flyway
+from flyway import objectstore
 
 GEOPARQUET_VERSION = "1.1.0"
+_FOOTER_GUESS_BYTES = 1 << 16
 FLYWAY_METADATA_KEY = b"flyway"
 
 _WKB_POINT_DTYPE = np.dtype([("order", "u1"), ("type", "<u4"), ("x", "<f8"), ("y", "<f8")])
@@ -109,21 +117,34 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
-    """Make ``path`` either absent/old or complete: write a temp file beside it, fsync, rename, fsync the folder."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], *, fsync: bool = True) -> Path:
+    """Make ``path`` either absent/old or complete.
+
+    On a disk: write a temp file beside it, fsync (unless ``fsync=False``:
+    the caller syncs many files at once), rename, fsync the folder. On object
+    storage: one PUT of the whole content (an object is never seen half
+    written).
+    """
+    if objectstore.is_remote(path):
+        buf = io.BytesIO()
+        write(buf)
+        objectstore.put_object(path, buf.getvalue())
+        return path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "wb") as fh:
             write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
-    fsync_dir(path.parent)
+    if fsync:
+        fsync_dir(path.parent)
     return path
 
 
@@ -139,8 +160,41 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
     return atomic_write(path, lambda fh: fh.write(data))
 
 
+def read_parquet(path: Path, **kwargs: Any) -> pa.Table:
+    """``pyarrow.parquet.read_table`` of a local file or an object (one GET of the whole object)."""
+    if objectstore.is_remote(path):
+        return pq.read_table(pa.BufferReader(path.fs.cat_file(path.path)), **kwargs)
+    return pq.read_table(path, **kwargs)
+
+
+def read_metadata(path: Path) -> pq.FileMetaData:
+    """The Parquet footer of a local file or an object (ranged reads: the footer only)."""
+    if objectstore.is_remote(path):
+        with path.fs.open(path.path, "rb", cache_type="bytes", block_size=1 << 16) as fh:
+            return pq.read_metadata(fh)
+    return pq.read_metadata(path)
+
+
+def read_metadata_many(paths: list[Path]) -> list[pq.FileMetaData]:
+    """:func:`read_metadata` of many files.
+
+    Objects are read concurrently, each with one GET of its last 64 KiB
+    (where a Parquet footer of a part file fits; a larger footer is fetched
+    on its own): latency, not bandwidth, bounds listing a store's footers.
+    """
+    if not paths or not objectstore.is_remote(paths[0]):
+        return [pq.read_metadata(p) for p in paths]
+    tails = objectstore.get_many(list(paths), tail_bytes=_FOOTER_GUESS_BYTES)
+    out = []
+    for path, tail in zip(paths, tails):
+        footer = int.from_bytes(tail[-8:-4], "little") if len(tail) >= 12 and tail[-4:] == b"PAR1" else -1
+        out.append(pq.read_metadata(pa.BufferReader(tail)) if 0 <= footer <= len(tail) - 8 else read_metadata(path))
+    return out
+
+
 def read_flyway_metadata(path: Path) -> dict[str, Any]:
     """The provenance dict flyway wrote into a Parquet file (empty if none)."""
-    meta = pq.read_schema(path).metadata or {}
+    schema = read_metadata(path).schema.to_arrow_schema() if objectstore.is_remote(path) else pq.read_schema(path)
+    meta = schema.metadata or {}
     raw = meta.get(FLYWAY_METADATA_KEY)
     return json.loads(raw) if raw else {}

@@ -32,11 +32,10 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from flyway import schema as S
-from flyway.geoparquet import atomic_write_bytes
-from flyway.store import INDIVIDUAL_KEY, PART_PREFIX, STATUS_COMMITTED, Store, write_derived
+from flyway.geoparquet import atomic_write_bytes, read_parquet
+from flyway.store import INDIVIDUAL_KEY, PART_PREFIX, STATUS_COMMITTED, Store, read_optional, write_derived
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +121,7 @@ def _individual_of(folder: Path) -> str | None:
         return None
     for part in sorted(folder.glob(f"{PART_PREFIX}*.parquet")):
         try:
-            ids = pq.read_table(part, columns=[S.INDIVIDUAL_ID]).column(S.INDIVIDUAL_ID)
+            ids = read_parquet(part, columns=[S.INDIVIDUAL_ID]).column(S.INDIVIDUAL_ID)
         except (OSError, pa.ArrowInvalid):
             continue
         if len(ids):
@@ -159,8 +158,8 @@ def update_stops(store: Store, individuals: list[str] | None, stop_options: dict
     new = run_stops(store, individuals_only=individuals, write=False, client=client, **stop_options)
     # (stops_table cannot convert run_stops' empty frame: its geometry column is float)
     new_table = stops_table(new) if len(new) else S.STOPS.empty()
-    old = pq.read_table(_stops_file(store)).select(S.STOPS.names) if _stops_file(store).exists() else None
-    old = S.STOPS.conform(old) if old is not None else S.STOPS.empty()
+    old = read_optional(_stops_file(store))
+    old = S.STOPS.conform(old.select(S.STOPS.names)) if old is not None else S.STOPS.empty()
     if individuals is None:
         merged, before = new_table, old
     else:

@@ -9,11 +9,10 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from flyway import schema as S
+from flyway.geoparquet import read_metadata, read_metadata_many, read_parquet
 from flyway.ingest import quarantine as Q
-from flyway.store import STATUS_COMMITTED, STATUS_REJECTED, Store
+from flyway.store import STATUS_COMMITTED, STATUS_REJECTED, Store, part_facts
 
 
 @dataclass
@@ -64,11 +63,11 @@ def store_info(store: str | os.PathLike[str] | Store) -> StoreInfo:
     info = StoreInfo(store=str(st.path))
     per_species: dict[str, SpeciesInfo] = {}
     individuals: set[str] = set()
-    for f in st.fix_files():
-        md = pq.read_metadata(f)
-        sp, ind, t0, t1 = _footer_facts(md)
+    files = st.fix_files()
+    for f, md, size in zip(files, read_metadata_many(files), st.file_sizes(files)):
+        sp, ind, t0, t1 = part_facts(md)
         if sp is None or ind is None:  # statistics absent (e.g. very long ids): read one row
-            first = pq.read_table(f, columns=[S.SPECIES, S.INDIVIDUAL_ID]).slice(0, 1).to_pylist()[0]
+            first = read_parquet(f, columns=[S.SPECIES, S.INDIVIDUAL_ID]).slice(0, 1).to_pylist()[0]
             sp, ind = first[S.SPECIES], first[S.INDIVIDUAL_ID]
         s = per_species.setdefault(sp, SpeciesInfo(species=sp))
         if ind not in individuals:
@@ -78,7 +77,7 @@ def store_info(store: str | os.PathLike[str] | Store) -> StoreInfo:
         s.first = min(filter(None, [s.first, t0]), default=None)
         s.last = max(filter(None, [s.last, t1]), default=None)
         info.part_files += 1
-        info.size_bytes += f.stat().st_size
+        info.size_bytes += size
     info.species = sorted(per_species.values(), key=lambda s: s.species)
     info.individuals = len(individuals)
     info.fixes = sum(s.fixes for s in info.species)
@@ -98,25 +97,5 @@ def store_info(store: str | os.PathLike[str] | Store) -> StoreInfo:
     for name in S.TABLES:
         path = st.path / name / f"{name}.parquet"
         if name != S.FIXES.name and path.exists():
-            info.derived[name] = pq.read_metadata(path).num_rows
+            info.derived[name] = read_metadata(path).num_rows
     return info
-
-
-def _footer_facts(md: pq.FileMetaData) -> tuple[str | None, str | None, str | None, str | None]:
-    """Species, individual and time span of a part file from its statistics."""
-    names = md.schema.names
-    i_sp, i_ind, i_t = names.index(S.SPECIES), names.index(S.INDIVIDUAL_ID), names.index(S.TIMESTAMP)
-    sp = ind = None
-    t0 = t1 = None
-    for rg in range(md.num_row_groups):
-        g = md.row_group(rg)
-        st_sp, st_ind, st_t = g.column(i_sp).statistics, g.column(i_ind).statistics, g.column(i_t).statistics
-        if st_sp is not None and st_sp.has_min_max:
-            sp = st_sp.min
-        if st_ind is not None and st_ind.has_min_max:
-            ind = st_ind.min
-        if st_t is not None and st_t.has_min_max:
-            lo, hi = str(st_t.min), str(st_t.max)
-            t0 = lo if t0 is None else min(t0, lo)
-            t1 = hi if t1 is None else max(t1, hi)
-    return sp, ind, t0, t1

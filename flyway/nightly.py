@@ -6,8 +6,10 @@ One run::
          ─ sites ─ coverage ─ exposure ─ alerts ─ state ─ deliver ─ run record
 
 * Only one nightly run per store at a time (an OS file lock, released by the
-  kernel when its holder dies, so a ``kill -9`` never blocks later nights);
-  each stage also takes the store's write lock while it writes.
+  kernel when its holder dies, so a ``kill -9`` never blocks later nights;
+  on object storage a lock object that expires when its holder stops
+  renewing it, :mod:`flyway.objectstore`); each stage also takes the store's
+  write lock while it writes. The inbox is always a local folder.
 * Files move to ``processed/`` or ``failed/`` only after the ingest batch has
   committed; a crash before the move leaves them in the inbox, and the
   ledger's content hashes make the next run move them without ingesting
@@ -87,15 +89,16 @@ def nightly(store: str | os.PathLike[str], inbox: str | os.PathLike[str], *,
 
     Parameters
     ----------
-    store : path
-        The store folder (created by the first run).
+    store : path or URL
+        The store folder (created by the first run), or ``s3://bucket/prefix``.
     inbox : path
         Folder the tag files arrive in; ``processed/`` and ``failed/`` are made in it.
     config : NightlyConfig or path to a TOML file, optional
         See :mod:`flyway.nightly_config`.
     scheduler : str, optional
         Dask scheduler address for the stop stage (default ``DASK_SCHEDULER_ADDRESS``,
-        else this process). Workers must see the store's folder.
+        else this process). Workers must see the store's folder (for an ``s3://``
+        store: the same endpoint and credential environment variables).
     client : distributed.Client, optional
         An existing client (wins over ``scheduler``).
     now : str or datetime, optional

@@ -9,6 +9,10 @@ State lives in the store, under ``STORE/_alerts/``:
 * ``pending.json`` — per delivery channel, ids not yet delivered. A failed
   delivery leaves them pending for the next night and never fails the run.
 
+On object storage (no append) the log is read, extended and written back
+as one PUT conditional on the ETag that was read, retried if another
+writer got there first.
+
 Order on each run: the new ids are added to ``pending.json`` first, then
 appended to ``alerts.jsonl``, then delivered; a crash in between delivers an
 alert at least once (never zero times).
@@ -32,6 +36,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from flyway import objectstore
 from flyway import schema as S
 from flyway.errors import ConfigError
 from flyway.geoparquet import atomic_write_bytes, fsync_dir
@@ -81,7 +86,7 @@ class WebhookConfig:
 
 
 def alerts_path(store: str | os.PathLike[str]) -> Path:
-    return Path(store) / ALERTS_DIR / ALERTS_FILE
+    return objectstore.store_path(store) / ALERTS_DIR / ALERTS_FILE
 
 
 def read_alerts(store: str | os.PathLike[str]) -> pd.DataFrame:
@@ -102,15 +107,22 @@ def read_alerts(store: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 def _read_log(path: Path) -> list[dict[str, Any]]:
+    if objectstore.is_remote(path):
+        lines = (objectstore.get_object(path)[0] or b"").decode("utf-8", errors="replace").split("\n")
+        return _parse_log(lines)
     if not path.exists():
         return []
-    rows = []
     with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue  # a line cut short by a crash; the alert is raised again and appended whole
+        return _parse_log(fh)
+
+
+def _parse_log(lines) -> list[dict[str, Any]]:
+    rows = []
+    for line in lines:
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut short by a crash; the alert is raised again and appended whole
     return rows
 
 
@@ -133,9 +145,12 @@ def record_alerts(store: str | os.PathLike[str], alerts: pd.DataFrame, run_id: s
         for ch in channels:
             pending[ch] = sorted(set(pending.get(ch, [])) | set(fresh[S.ALERT_ID]))
         _write_pending(store, pending)
-    path.parent.mkdir(parents=True, exist_ok=True)
     lines = "".join(json.dumps({k: _clean(v) for k, v in rec.items()}, default=str) + "\n"
                     for rec in fresh[list(S.ALERT_FIELDS)].to_dict(orient="records"))
+    if objectstore.is_remote(path):
+        _append_object(path, lines.encode("utf-8"))
+        return fresh
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "ab") as fh:
         if fh.tell() and not _ends_with_newline(path):
             fh.write(b"\n")  # the previous run died mid-line
@@ -146,6 +161,22 @@ def record_alerts(store: str | os.PathLike[str], alerts: pd.DataFrame, run_id: s
     return fresh
 
 
+def _append_object(path: Any, data: bytes) -> None:
+    """Append to an object: read it, add ``data``, one PUT conditional on what was read (retried on a race)."""
+    while True:
+        old, etag = objectstore.get_object(path)
+        old = old or b""
+        body = old + (b"\n" if old and not old.endswith(b"\n") else b"") + data
+        if not objectstore.supports_etags(path):
+            objectstore.put_object(path, body)
+            return
+        try:
+            objectstore.put_if(path, body, etag)
+            return
+        except objectstore.ConditionFailed:
+            continue
+
+
 def _ends_with_newline(path: Path) -> bool:
     with open(path, "rb") as fh:
         fh.seek(-1, os.SEEK_END)
@@ -153,7 +184,7 @@ def _ends_with_newline(path: Path) -> bool:
 
 
 def read_pending(store: str | os.PathLike[str]) -> dict[str, list[str]]:
-    path = Path(store) / ALERTS_DIR / PENDING_FILE
+    path = objectstore.store_path(store) / ALERTS_DIR / PENDING_FILE
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -161,7 +192,8 @@ def read_pending(store: str | os.PathLike[str]) -> dict[str, list[str]]:
 
 
 def _write_pending(store: str | os.PathLike[str], pending: dict[str, list[str]]) -> None:
-    atomic_write_bytes(Path(store) / ALERTS_DIR / PENDING_FILE, json.dumps(pending, indent=1).encode())
+    path = objectstore.store_path(store) / ALERTS_DIR / PENDING_FILE
+    atomic_write_bytes(path, json.dumps(pending, indent=1).encode())
 
 
 def _secret(env: str | None, what: str) -> str | None:

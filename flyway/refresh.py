@@ -7,6 +7,7 @@ the maps draw is already committed and the next night tries again.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,18 @@ REPORT_DIR = "report"
 
 def refresh_outputs(store: Store, out_dir: Path, *, self_contained: bool = True,
                     public_report: bool = True) -> dict[str, Any]:
-    """Write ``out_dir/gap_map.html`` and ``out_dir/report/`` from the store; returns paths or the error."""
+    """Write ``out_dir/gap_map.html`` and ``out_dir/report/`` from the store; returns paths or the error.
+
+    ``out_dir`` is a local folder, also when the store is on object storage.
+    """
     from flyway.maps.gap_map import gap_map
     from flyway.maps.offline import save_map
     from flyway.maps.report import report
 
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", str(out_dir)):
+        msg = f"maps_dir = {out_dir}: maps and the report are written to a local folder; expected a local path"
+        log.error("%s", msg)
+        return {"error": msg}
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

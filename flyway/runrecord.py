@@ -23,6 +23,7 @@ from typing import Any, Iterator
 import pandas as pd
 
 from flyway.geoparquet import atomic_write_bytes
+from flyway.objectstore import store_path
 
 RUNS_DIR = "_runs"
 STATUS_RUNNING = "running"
@@ -73,7 +74,8 @@ def measure(stages: dict[str, dict[str, float]], name: str) -> Iterator[None]:
 
 
 def runs_dir(store: str | os.PathLike[str]) -> Path:
-    return Path(store) / RUNS_DIR
+    """``STORE/_runs`` (a ``UPath`` for a store on object storage)."""
+    return store_path(store) / RUNS_DIR
 
 
 def write_run_record(store: str | os.PathLike[str], record: dict[str, Any]) -> Path:
@@ -87,7 +89,7 @@ def read_run_records(store: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Every run record of a store, oldest first (unreadable files are skipped)."""
     folder = runs_dir(store)
     out = []
-    for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+    for f in sorted(folder.glob("*.json"), key=str) if folder.is_dir() else []:
         try:
             out.append(json.loads(f.read_text(encoding="utf-8")))
         except (OSError, ValueError):

@@ -1,4 +1,4 @@
-"""The flyway store: a folder of hive-partitioned GeoParquet with a ledger.
+"""The flyway store: a folder (or object-storage prefix) of hive-partitioned GeoParquet with a ledger.
 
 Layout (DESIGN.md, "The store")::
 
@@ -8,13 +8,20 @@ Layout (DESIGN.md, "The store")::
       _ledger.parquet                  one row per ingested file (committed last)
       _quarantine/<batch>.parquet      rejected rows and values, with reasons
       _reference.parquet               deployments (reference data) seen so far
-      _staging/<batch>/                work area of a running ingest
+      _staging/<batch>/                work area of a running ingest (a local temp folder
+                                       when the store is on object storage)
 
 Commit protocol: part files are written as ``*.tmp``, fsynced and renamed;
 the ledger row of the batch is then committed by an atomic replace of
 ``_ledger.parquet``. Readers take only part files whose batch is in the
 ledger; a writer starts by deleting files of uncommitted batches. So a
 ``kill -9`` at any moment leaves the committed store as before or after.
+
+A store given as a URL (``s3://bucket/prefix``, any fsspec URL) has the same
+layout; there every file is one PUT, the ledger PUT is conditional on the
+ledger the writer's lock saw, and the lock is an object with a heartbeat
+(:mod:`flyway.objectstore`; the store's operations there are in
+:mod:`flyway.store_remote`).
 """
 from __future__ import annotations
 
@@ -25,9 +32,10 @@ import os
 import re
 import shutil
 import socket
+import tempfile
 import unicodedata
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -39,6 +47,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
+from flyway import objectstore
 from flyway import schema as S
 from flyway.errors import StoreError, StoreLockedError
 from flyway.geoparquet import atomic_write_bytes, atomic_write_table, with_geo_metadata
@@ -112,12 +121,32 @@ def batch_of_part(name: str) -> str | None:
 
 @dataclass(frozen=True)
 class Store:
-    """A flyway store folder. Cheap to construct; touches nothing until used."""
+    """A flyway store: a local folder, or a URL such as ``s3://bucket/prefix``.
+
+    Cheap to construct; touches nothing until used. ``path`` is a
+    :class:`~pathlib.Path` for a local store and a ``upath.UPath`` for a URL
+    (see :mod:`flyway.objectstore` for the environment variables that give
+    the endpoint and credentials).
+    """
 
     path: Path
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        object.__setattr__(self, "path", Path(path))
+    def __init__(self, path: str | os.PathLike[str] | Store) -> None:
+        object.__setattr__(self, "path", path.path if isinstance(path, Store) else objectstore.store_path(path))
+
+    @property
+    def is_remote(self) -> bool:
+        """Whether the store is on object storage (no shared disk, no rename)."""
+        return objectstore.is_remote(self.path)
+
+    @property
+    def url(self) -> str:
+        """Where the store is, as a string another process or a dask worker can open (absolute)."""
+        return str(self.path) if self.is_remote else str(self.path.resolve())
+
+    def relative(self, path: Any) -> str:
+        """A path inside the store as the ledger keeps it (POSIX, relative to the store)."""
+        return objectstore.relative(path, self.path) if self.is_remote else str(Path(path).relative_to(self.path))
 
     # -- paths -------------------------------------------------------------
     @property
@@ -137,7 +166,14 @@ class Store:
         return self.path / REFERENCE_FILE
 
     def staging_dir(self, batch_id: str) -> Path:
-        return self.path / STAGING_DIR / batch_id
+        """Work area of a running ingest: in the store, or in a local temp folder for a remote store."""
+        return self._staging_root() / batch_id
+
+    def _staging_root(self) -> Path:
+        if not self.is_remote:
+            return self.path / STAGING_DIR
+        key = hashlib.sha1(str(self.path).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"flyway-staging-{key}"
 
     def partition_dir(self, species: str, individual_id: str) -> Path:
         return self.fixes_dir / f"{SPECIES_KEY}={slug(species)}" / f"{INDIVIDUAL_KEY}={slug(individual_id)}"
@@ -146,7 +182,9 @@ class Store:
         return self.ledger_path.exists() or self.fixes_dir.exists()
 
     def require(self) -> None:
-        if not self.path.is_dir():
+        with objectstore.reachable(self.path) if self.is_remote else nullcontext():
+            found = self.path.is_dir()
+        if not found:
             raise StoreError(f"{self.path}: no such store (run `flyway ingest FILE --store {self.path}` first)")
 
     # -- locking -----------------------------------------------------------
@@ -156,8 +194,15 @@ class Store:
 
         Raises :class:`StoreLockedError` naming the holder when another live
         process has it. The holder's host, PID, start time and purpose are kept
-        in ``.flyway.lock.json`` for that message.
+        in ``.flyway.lock.json`` for that message. On object storage the lock
+        is the object ``.flyway.lock`` (:class:`flyway.objectstore.ObjectLock`):
+        a holder killed with ``kill -9`` blocks others until its lock expires.
         """
+        if self.is_remote:
+            with objectstore.ObjectLock(self.path / LOCK_FILE, purpose, timeout) as held:
+                held.ledger_etag = remote.fence(self) if held.took_over else objectstore.etag_of(self.ledger_path)
+                yield
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.path / LOCK_FILE))
         try:
@@ -189,16 +234,15 @@ class Store:
 
     # -- ledger ------------------------------------------------------------
     def read_ledger(self) -> pa.Table:
+        if self.is_remote:
+            return remote.read_ledger(self)[0]
         if not self.ledger_path.exists():
             return LEDGER_SCHEMA.empty_table()
         try:
             table = pq.read_table(self.ledger_path)
         except (OSError, pa.ArrowInvalid) as exc:
             raise StoreError(f"{self.ledger_path}: ledger unreadable ({exc})") from exc
-        for fld in LEDGER_SCHEMA:  # ledgers written before a column existed
-            if fld.name not in table.column_names:
-                table = table.append_column(fld, pa.nulls(table.num_rows, fld.type))
-        return table.select(LEDGER_SCHEMA.names).cast(LEDGER_SCHEMA)
+        return conform_ledger(table)
 
     def committed_rows(self) -> pa.Table:
         """Ledger rows of committed batches (ingested files and rewrites)."""
@@ -234,6 +278,8 @@ class Store:
         self._delete_replaced()
 
     def _delete_replaced(self) -> int:
+        if self.is_remote:
+            return remote.delete_replaced(self)
         removed = 0
         for rel in self.replaced_parts():
             f = self.path / rel
@@ -243,8 +289,16 @@ class Store:
         return removed
 
     def append_ledger(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Commit ledger rows: atomic replace of ``_ledger.parquet`` (the commit point)."""
+        """Commit ledger rows: atomic replace of ``_ledger.parquet`` (the commit point).
+
+        On object storage: one PUT of the whole new ledger, conditional on the
+        ledger being the one this writer's lock saw (:meth:`lock`), else on the
+        one just read; :class:`StoreLockedError` when another writer changed it.
+        """
         new = pa.Table.from_pylist(list(rows), schema=LEDGER_SCHEMA)
+        if self.is_remote:
+            remote.commit(self, new)
+            return
         table = pa.concat_tables([self.read_ledger().cast(LEDGER_SCHEMA), new])
         meta = {b"flyway": json.dumps({"table": "ledger"}).encode()}
         atomic_write_table(self.ledger_path, table.replace_schema_metadata(meta))
@@ -255,6 +309,8 @@ class Store:
 
         Call only while holding the write lock. Returns the number of files removed.
         """
+        if self.is_remote:
+            return remote.remove_uncommitted(self)
         committed = self.committed_batches()
         removed = 0
         if self.fixes_dir.exists():
@@ -290,6 +346,8 @@ class Store:
         ``snapshot`` (from :meth:`snapshot`) may be passed in to save
         re-reading the ledger in a loop.
         """
+        if self.is_remote:
+            return remote.fix_files(self, species, individuals, snapshot)
         if not self.fixes_dir.exists():
             return []
         committed, replaced = self.snapshot() if snapshot is None else snapshot
@@ -312,6 +370,12 @@ class Store:
                 )
         return files
 
+    def file_sizes(self, files: Sequence[Any]) -> list[int]:
+        """Bytes of each of ``files`` (from one listing on object storage)."""
+        if self.is_remote:
+            return remote.file_sizes(self, files)
+        return [Path(f).stat().st_size for f in files]
+
     def scan_fixes(self, species=None, individuals=None, start=None, end=None,
                    columns: Sequence[str] | None = None,
                    snapshot: tuple[set[str], set[str]] | None = None) -> pa.Table:
@@ -320,7 +384,6 @@ class Store:
         cols = list(columns) if columns is not None else S.FIXES.names
         if not files:
             return S.FIXES.arrow_schema().empty_table().select(cols)
-        dataset = ds.dataset([str(f) for f in files], format="parquet", schema=S.FIXES.arrow_schema())
         expr = None
         if individuals is not None:
             expr = ds.field(S.INDIVIDUAL_ID).isin(_as_list(individuals))
@@ -333,7 +396,11 @@ class Store:
         if end is not None:
             e = ds.field(S.TIMESTAMP) <= pa.scalar(_utc(end), S.TIMESTAMP_TYPE)
             expr = e if expr is None else expr & e
-        table = dataset.to_table(columns=cols, filter=expr)
+        if self.is_remote:
+            table = remote.read_parts(files, cols, expr)
+        else:
+            dataset = ds.dataset([str(f) for f in files], format="parquet", schema=S.FIXES.arrow_schema())
+            table = dataset.to_table(columns=cols, filter=expr)
         sort = [(c, "ascending") for c in (S.INDIVIDUAL_ID, S.TIMESTAMP) if c in cols]
         return table.sort_by(sort) if sort else table
 
@@ -341,17 +408,37 @@ class Store:
         atomic_write_table(self.reference_path, table)
 
     def read_reference(self) -> pa.Table | None:
-        return pq.read_table(self.reference_path) if self.reference_path.exists() else None
+        return read_optional(self.reference_path)
 
     def read_quarantine(self) -> pa.Table:
         committed = self.committed_batches()
-        files = [f for f in sorted(self.quarantine_dir.glob("*.parquet")) if f.stem in committed] \
-            if self.quarantine_dir.exists() else []
-        if not files:
+        if self.is_remote:
+            tables = remote.read_quarantine(self, committed)
+        else:
+            files = [f for f in sorted(self.quarantine_dir.glob("*.parquet")) if f.stem in committed] \
+                if self.quarantine_dir.exists() else []
+            tables = [pq.read_table(f) for f in files]
+        if not tables:
             from flyway.ingest.quarantine import QUARANTINE_SCHEMA
 
             return QUARANTINE_SCHEMA.empty_table()
-        return pa.concat_tables([pq.read_table(f) for f in files])
+        return pa.concat_tables(tables)
+
+
+def read_optional(path: Any) -> pa.Table | None:
+    """A Parquet file of the store, or ``None`` when it is not there (one GET on object storage)."""
+    if objectstore.is_remote(path):
+        data, _ = objectstore.get_object(path)
+        return None if data is None else pq.read_table(pa.BufferReader(data))
+    return pq.read_table(path) if path.exists() else None
+
+
+def conform_ledger(table: pa.Table) -> pa.Table:
+    """A ledger table with every column of :data:`LEDGER_SCHEMA` (older ledgers lack some)."""
+    for fld in LEDGER_SCHEMA:  # ledgers written before a column existed
+        if fld.name not in table.column_names:
+            table = table.append_column(fld, pa.nulls(table.num_rows, fld.type))
+    return table.select(LEDGER_SCHEMA.names).cast(LEDGER_SCHEMA)
 
 
 def _as_list(values: Iterable[str] | str) -> list[str]:
@@ -440,9 +527,33 @@ def read_derived(store: str | os.PathLike[str] | Store, name: str, folder: str |
     """Read a derived table written by :func:`write_derived` (empty if never written)."""
     st = store if isinstance(store, Store) else Store(store)
     path = st.path / (folder or name) / f"{name}.parquet"
-    if not path.exists():
+    table = read_optional(path)
+    if table is None:
         contract = S.TABLES.get(name)
         if contract is None:
             raise StoreError(f"{path}: no {name} table in the store")
         return contract.empty().to_pandas()
-    return pq.read_table(path).to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
+    return table.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
+
+
+def part_facts(md: pq.FileMetaData) -> tuple[str | None, str | None, str | None, str | None]:
+    """Species, individual and time span of a part file from its footer statistics (``None`` where absent)."""
+    names = md.schema.names
+    i_sp, i_ind, i_t = names.index(S.SPECIES), names.index(S.INDIVIDUAL_ID), names.index(S.TIMESTAMP)
+    sp = ind = None
+    t0 = t1 = None
+    for rg in range(md.num_row_groups):
+        g = md.row_group(rg)
+        st_sp, st_ind, st_t = g.column(i_sp).statistics, g.column(i_ind).statistics, g.column(i_t).statistics
+        if st_sp is not None and st_sp.has_min_max:
+            sp = st_sp.min
+        if st_ind is not None and st_ind.has_min_max:
+            ind = st_ind.min
+        if st_t is not None and st_t.has_min_max:
+            lo, hi = str(st_t.min), str(st_t.max)
+            t0 = lo if t0 is None else min(t0, lo)
+            t1 = hi if t1 is None else max(t1, hi)
+    return sp, ind, t0, t1
+
+
+from flyway import store_remote as remote  # noqa: E402  (it builds on the names above)
