@@ -96,11 +96,9 @@ def parse_batch(batch: pa.RecordBatch, lines: np.ndarray, ctx: ParseContext,
                         "header line repeated inside the file", None)
 
     # -- identifiers ---------------------------------------------------------------
-    ind = _clean_str(col(S.INDIVIDUAL_ID), n)
+    ind, ctrl = _clean_ids(col(S.INDIVIDUAL_ID), n)
     ind_name = _src(ctx, S.INDIVIDUAL_ID)
     quarantine_rows(_isnull(ind), ind_name, Q.MISSING_INDIVIDUAL, "no individual id", ind)
-    enc = pc.dictionary_encode(pc.fill_null(ind, ""))
-    ctrl = pc.match_substring_regex(enc.dictionary, _CONTROL_RE).take(enc.indices).to_numpy(zero_copy_only=False)
     quarantine_rows(ctrl, ind_name, Q.BAD_IDENTIFIER, "individual id contains control characters", ind)
 
     # -- coordinates -----------------------------------------------------------------
@@ -213,12 +211,32 @@ def _clean_str(arr: pa.Array | None, n: int, transform=None) -> pa.Array:
     """
     if arr is None:
         return pa.nulls(n, pa.string())
+    enc, values = _cleaned_dictionary(arr, transform)
+    return _expand(arr, enc, values)
+
+
+def _clean_ids(arr: pa.Array | None, n: int) -> tuple[pa.Array, np.ndarray]:
+    """Individual ids as :func:`_clean_str` makes them, and a mask of ids holding control characters."""
+    if arr is None:
+        return pa.nulls(n, pa.string()), np.zeros(n, dtype=bool)
+    enc, values = _cleaned_dictionary(arr)
+    bad = pc.fill_null(pc.match_substring_regex(values, _CONTROL_RE), False)
+    ctrl = (pc.fill_null(bad.take(enc.indices), False).to_numpy(zero_copy_only=False) if pc.any(bad).as_py()
+            else np.zeros(n, dtype=bool))
+    return _expand(arr, enc, values), ctrl
+
+
+def _cleaned_dictionary(arr: pa.Array, transform=None) -> tuple[pa.DictionaryArray, pa.Array]:
+    """``arr`` dictionary-encoded, and its distinct values trimmed, empty -> null, optionally transformed."""
     enc = pc.dictionary_encode(arr)
     values = pc.utf8_trim_whitespace(enc.dictionary)
     values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
-    if transform is not None:
-        values = transform(values)
-    return values.take(enc.indices)
+    return enc, (transform(values) if transform is not None else values)
+
+
+def _expand(arr: pa.Array, enc: pa.DictionaryArray, values: pa.Array) -> pa.Array:
+    """Each row's cleaned value: ``arr`` itself when cleaning changed nothing (the usual case, no copy)."""
+    return arr if values.equals(enc.dictionary) else values.take(enc.indices)
 
 
 def _species_name(values: pa.Array) -> pa.Array:

@@ -32,11 +32,13 @@ import flyway
 from flyway import schema as S
 from flyway.errors import InputError
 from flyway.ingest import quarantine as Q
+from flyway.ingest.hugepages import no_huge_pages
 from flyway.ingest.mapping import Mapping, detect_format, load_mapping
 from flyway.ingest.parse import ParseContext, parse_batch
 from flyway.ingest.reference import apply_reference, merge_reference, read_reference
 from flyway.ingest.sources import Source, check_encoding, open_sources, read_head, text_stream
-from flyway.ingest.writer import Stager, bucket_count, finalize
+from flyway.ingest.staging import Stager, bucket_count
+from flyway.ingest.writer import finalize
 from flyway.store import STATUS_COMMITTED, STATUS_REJECTED, Store, new_batch_id
 from flyway.geoparquet import atomic_write_table
 
@@ -138,7 +140,7 @@ def ingest(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], sto
     st = Store(store)
     path_list = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     now = now or dt.datetime.now(dt.timezone.utc)
-    with st.lock("ingest"):
+    with st.lock("ingest"), no_huge_pages():
         st.remove_uncommitted()
         _fault("after_cleanup")
         ref = st.read_reference()
@@ -148,7 +150,7 @@ def ingest(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], sto
         batch_id = new_batch_id()
         report = IngestReport(batch_id=batch_id, store=str(st.path))
         sources, total = _collect_sources(path_list, format, st, report)
-        stager = Stager(st, batch_id, bucket_count(total))
+        stager = Stager(st, batch_id, bucket_count(total), input_bytes=total)
         quarantine: list[pa.Table] = []
         for source, mapping_spec in sources:
             fr = FileReport(file=source.name, status=STATUS_COMMITTED, sha256=source.sha256, size_bytes=source.size)
@@ -305,7 +307,7 @@ def _read_rows(source: Source, ctx: ParseContext, delimiter: str, stager: Stager
                 fixes, q = parse_batch(batch, lines, ctx, check_file=check_file)
                 fixes = apply_reference(fixes, ref)
                 fixes, q2 = _require_species(fixes, ctx)
-                return stager.split(_flag_future(fixes, future)), [q, q2], batch.num_rows
+                return stager.prepare(_flag_future(fixes, future)), [q, q2], batch.num_rows
 
             def stage(done) -> None:
                 parts, qs, n = done.result()
