@@ -29,7 +29,7 @@ from flyway.analysis.infrastructure import ExposureParams, ExposureResult, expos
 from flyway.analysis.runner import individuals
 from flyway.analysis.sites import find_sites
 from flyway.errors import StoreError
-from flyway.export import csv_safe
+from flyway.export import write_safe_csv
 from flyway.geoparquet import atomic_write_bytes
 from flyway.store import Store, read_derived, write_derived
 
@@ -154,4 +154,4 @@ def _write_plain(st: Store, folder: str, name: str, frame: pd.DataFrame, params:
     frame = pd.DataFrame(frame).drop(columns=[S.GEOMETRY, "geometry"], errors="ignore")
     table = pa.Table.from_pandas(frame, preserve_index=False)
     write_derived(st, name, table, params=params, folder=folder)
-    atomic_write_bytes(st.path / folder / f"{name}.csv", csv_safe(frame).to_csv(index=False).encode("utf-8"))
+    write_safe_csv(frame, st.path / folder / f"{name}.csv")

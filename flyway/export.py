@@ -18,7 +18,7 @@ import pyarrow.csv as pcsv
 
 from flyway import schema as S
 from flyway.errors import InputError
-from flyway.geoparquet import read_parquet
+from flyway.geoparquet import atomic_write_bytes, read_parquet
 from flyway.store import Store
 
 _FORMULA_RE = r"^[=+\-@\t\r]"  # what a spreadsheet would run as a formula (OWASP CSV injection)
@@ -39,6 +39,11 @@ def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
             risky = s.str.match(_FORMULA_RE).fillna(False)
             frame[c] = s.where(~risky, "'" + s)
     return frame
+
+
+def write_safe_csv(frame: pd.DataFrame, path) -> Path:
+    """Write ``frame`` as a spreadsheet-safe CSV (:func:`csv_safe`), atomically, to a local path or the store."""
+    return atomic_write_bytes(path, csv_safe(frame).to_csv(index=False).encode("utf-8"))
 
 
 def export_fixes(store: str | os.PathLike[str] | Store, out: str | os.PathLike[str],

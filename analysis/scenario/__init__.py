@@ -71,10 +71,10 @@ def scenario_command(store: str | Path | None, scenario: str | Path, out: str | 
         The store has no stops table.
     """
     from flyway import schema as S
-    from flyway.export import csv_safe
+    from flyway.export import write_safe_csv
 
     from .config import load_scenario
-    from .report import _atomic_write, write_csv, write_facilities, write_html
+    from .report import write_csv, write_facilities, write_html
 
     cfg = load_scenario(str(scenario))
     tracks = proximity = None
@@ -87,7 +87,7 @@ def scenario_command(store: str | Path | None, scenario: str | Path, out: str | 
     paths = write_csv(result, out)
     if tracks is not None:
         paths["exposure"] = Path(out) / "exposure.csv"
-        _atomic_write(paths["exposure"], csv_safe(tracks.table()).to_csv(index=False).encode("utf-8"))
+        write_safe_csv(tracks.table(), paths["exposure"])
     if store is not None:
         from flyway.analysis.grid import write_netcdf
 

@@ -360,14 +360,12 @@ def proximity_from_store(store: str | os.PathLike[str], config: ScenarioConfig |
 
 def write_proximity(result: BreedingProximity, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Write ``breeding_distances.csv`` and ``breeding_time_shares.csv`` atomically (spreadsheet-safe)."""
-    from flyway.export import csv_safe
-
-    from .report import _atomic_write
+    from flyway.export import write_safe_csv
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, frame in (("breeding_distances", result.distances), ("breeding_time_shares", result.time_shares)):
         paths[name] = out / f"{name}.csv"
-        _atomic_write(paths[name], csv_safe(frame).to_csv(index=False).encode("utf-8"))
+        write_safe_csv(frame, paths[name])
     return paths

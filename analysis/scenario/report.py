@@ -9,15 +9,14 @@ import base64
 import html
 import io
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from flyway import schema as S
-from flyway.export import csv_safe
+from flyway.export import write_safe_csv
+from flyway.geoparquet import atomic_write_bytes
 
 from .config import ScenarioConfig, WindFarmFacility
 from .run import ScenarioResult
@@ -25,22 +24,6 @@ from .run import ScenarioResult
 log = logging.getLogger(__name__)
 
 __all__ = ["write_csv", "write_html", "fan_chart_png", "facilities_frame", "write_facilities", "read_outputs"]
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_csv(result: ScenarioResult, out_dir: str | Path) -> dict[str, Path]:
@@ -57,7 +40,7 @@ def write_csv(result: ScenarioResult, out_dir: str | Path) -> dict[str, Path]:
     for name in ("summary", "collisions", "metrics", "trajectories", "parameters"):
         frame: pd.DataFrame = getattr(result, name)
         path = out / f"{name}.csv"
-        _atomic_write(path, csv_safe(frame).to_csv(index=False).encode("utf-8"))
+        write_safe_csv(frame, path)
         paths[name] = path
     return paths
 
@@ -154,7 +137,7 @@ def write_html(result: ScenarioResult, out_dir: str | Path, *, filename: str = "
     parts.append(_table(result.parameters))
     parts.append("</body></html>")
     path = out / filename
-    _atomic_write(path, "\n".join(parts).encode("utf-8"))
+    atomic_write_bytes(path, "\n".join(parts).encode("utf-8"))
     return path
 
 
@@ -190,7 +173,7 @@ def write_facilities(config: ScenarioConfig, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "facilities.geojson"
-    _atomic_write(path, facilities_frame(config).to_json(drop_id=True).encode("utf-8"))
+    atomic_write_bytes(path, facilities_frame(config).to_json(drop_id=True).encode("utf-8"))
     return path
 
 
