@@ -56,7 +56,6 @@ def parse_batch(batch: pa.RecordBatch, lines: np.ndarray, ctx: ParseContext,
     n = batch.num_rows
     qparts: list[pa.Table] = []
     drop = np.zeros(n, dtype=bool)
-    raw_cache: dict[str, pa.Array] = {}
 
     def col(field: str) -> pa.Array | None:
         i = ctx.index.get(field)
