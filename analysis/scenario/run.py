@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from flyway import schema as S
+from flyway.errors import ConfigError
 
 from .band_stochastic import migrant_collision_draws, stochastic_band
 from .config import PowerLineFacility, ScenarioConfig, WindFarmFacility, load_scenario, parse_scenario
@@ -183,6 +184,10 @@ def run_scenarios(config: ScenarioConfig | Mapping[str, Any] | str, tracks: Expo
     root = np.random.SeedSequence(seed)
     species_names = cfg.species_names
     species_names += [s for s in getattr(exposure, "species", ()) if s in cfg.species and s not in species_names]
+    if not species_names:
+        raise ConfigError("no species to assess: the file types in no exposure ([facility.exposure.\"<species>\"]) "
+                          "and no tracks were given (flyway scenario --store STORE: exposure from the tracks)",
+                          file=cfg.source)
     fac_ids = list(cfg.facilities)
     # one stream per (species, facility) and per species projection: stable when scenarios are added
     streams = {key: ss for key, ss in zip([(s, f) for s in species_names for f in fac_ids] + species_names,
@@ -192,6 +197,7 @@ def run_scenarios(config: ScenarioConfig | Mapping[str, Any] | str, tracks: Expo
         prepare(cfg, n, root.spawn(1)[0])
     coll_rows, summary_rows, metric_frames, traj_frames = [], [], [], []
     names = ["baseline", *[s.name for s in cfg.scenarios]]
+    assessed: set[str] = set()
     for sp_name in species_names:
         entry = cfg.species[sp_name]
         dem = entry.demography()
@@ -200,6 +206,7 @@ def run_scenarios(config: ScenarioConfig | Mapping[str, Any] | str, tracks: Expo
             got = _facility_draws(cfg.facilities[fid], sp_name, cfg, exposure, n, streams[(sp_name, fid)])
             if got is not None:
                 draws[fid] = got
+                assessed.add(fid)
         impacts, per_scen = [], {}
         for sc in cfg.scenarios:
             total = np.zeros(n)
@@ -228,6 +235,12 @@ def run_scenarios(config: ScenarioConfig | Mapping[str, Any] | str, tracks: Expo
         "PBR is a screen beside the projection, never instead of it (it understates impacts on long-lived birds).",
         *getattr(exposure, "notes", ()),
     )
+    silent = [fid for fid in fac_ids if fid not in assessed]
+    if silent:  # no typed-in exposure and no tracks: say so rather than report zero quietly
+        msg = (f"Not assessed (no exposure typed in for any species and no store given): facility "
+               f"{', '.join(silent)}.")
+        log.warning(msg)
+        notes = (*notes, msg)
     return ScenarioResult(cfg, pd.DataFrame(coll_rows), pd.DataFrame(summary_rows),
                           pd.concat(metric_frames, ignore_index=True), pd.concat(traj_frames, ignore_index=True),
                           _used_parameters(cfg, species_names),

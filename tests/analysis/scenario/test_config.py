@@ -106,3 +106,20 @@ def test_run_scenarios_side_by_side():
     assert np.isfinite(hc[S.COLLISIONS_OVER_PBR]).all()
     assert set(res.parameters[S.SPECIES]) <= {"Grus monacha", "Antigone vipio", "(all)"}
     assert (res.parameters[S.PARAMETER_PROXY] != "").any()
+
+
+def test_no_exposure_and_no_tracks_is_one_clear_error(raw):
+    raw = copy.deepcopy(raw)
+    for fac in raw["facility"]:
+        fac.pop("exposure", None)
+    cfg = parse_scenario(raw, source="plan.toml")
+    with pytest.raises(ConfigError, match=r"plan\.toml: no species to assess.*--store"):
+        run_scenarios(cfg, replicates=20)
+
+
+def test_a_facility_without_exposure_is_named_not_silently_zero(raw):
+    raw = copy.deepcopy(raw)
+    raw["facility"][1].pop("exposure")  # B: nothing typed in, no store
+    result = run_scenarios(parse_scenario(raw), replicates=20)
+    assert "B" not in set(result.collisions[S.FACILITY_ID])
+    assert any("Not assessed" in n and "facility B" in n for n in result.notes)
