@@ -221,8 +221,23 @@ def merge_stops(t, x, y, seg_ind, starts, ends, merge_distance, merge_time):
 
 
 @njit(cache=True)
-def gap_offsets(t, ind_offsets, gap_factor, gap_min):
-    """Split each individual at gaps: dt > max(gap_min, gap_factor * median dt).
+def gap_limits(t, ind_offsets, gap_factor, gap_min):
+    """Gap threshold of every individual: ``max(gap_min, gap_factor * median dt)`` (ns)."""
+    m = ind_offsets.shape[0] - 1
+    out = np.empty(m)
+    for s in range(m):
+        a = ind_offsets[s]
+        b = ind_offsets[s + 1]
+        if b - a < 2:
+            out[s] = float(gap_min)
+        else:
+            out[s] = max(float(gap_min), gap_factor * float(np.median(np.diff(t[a:b]))))
+    return out
+
+
+@njit(cache=True)
+def gap_offsets(t, ind_offsets, limits):
+    """Split each individual at gaps: ``dt > limits[individual]`` (see :func:`gap_limits`).
 
     Returns the offsets of the gap-free segments (every individual boundary is
     also a segment boundary).
@@ -235,10 +250,7 @@ def gap_offsets(t, ind_offsets, gap_factor, gap_min):
         b = ind_offsets[s + 1]
         out[m] = a
         m += 1
-        if b - a < 2:
-            continue
-        dts = np.diff(t[a:b])
-        limit = max(float(gap_min), gap_factor * float(np.median(dts)))
+        limit = limits[s]
         for j in range(a + 1, b):
             if float(t[j] - t[j - 1]) > limit:
                 out[m] = j

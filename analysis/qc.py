@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from typing import Any, Collection
 
 import numpy as np
 import pandas as pd
@@ -36,8 +37,13 @@ _NOT_FOR_SPEED = int(F.IMPOSSIBLE_COORDINATES | F.NULL_ISLAND | F.DUPLICATE_TIME
 
 
 @njit(cache=True)
-def _speed_outliers(t_ns, lon, lat, offsets, usable, max_speed):
-    """Boolean speed-outlier mask over arrays sorted by (individual, time)."""
+def _speed_outliers(t_ns, lon, lat, offsets, usable, max_speed, first_accepted):
+    """Boolean speed-outlier mask over arrays sorted by (individual, time).
+
+    ``first_accepted[s]``: segment ``s`` starts at a fix already accepted (the
+    end of a track whose earlier part is not in the arrays), which becomes
+    the last accepted fix without being tested again.
+    """
     n = t_ns.shape[0]
     out = np.zeros(n, np.bool_)
     idx = np.empty(n, np.int64)
@@ -51,7 +57,11 @@ def _speed_outliers(t_ns, lon, lat, offsets, usable, max_speed):
             continue
         vmax = max_speed[idx[0]]
         last = -1
-        for q in range(m):
+        q0 = 0
+        if first_accepted[s]:
+            last = idx[0]
+            q0 = 1
+        for q in range(q0, m):
             i = idx[q]
             if q + 1 < m:
                 nxt = idx[q + 1]
@@ -80,7 +90,8 @@ def _speed_outliers(t_ns, lon, lat, offsets, usable, max_speed):
 
 def compute_flags(individual: np.ndarray, t_ns: np.ndarray, lon: np.ndarray, lat: np.ndarray,
                   hdop: np.ndarray, satellites: np.ndarray, previous: np.ndarray, max_speed_ms: np.ndarray,
-                  max_hdop: np.ndarray, min_satellites: np.ndarray, now_ns: int) -> np.ndarray:
+                  max_hdop: np.ndarray, min_satellites: np.ndarray, now_ns: int,
+                  accepted_first: Collection[Any] = ()) -> np.ndarray:
     """QC bitmask of every fix (the pure core; arrays in any row order).
 
     Parameters
@@ -99,6 +110,11 @@ def compute_flags(individual: np.ndarray, t_ns: np.ndarray, lon: np.ndarray, lat
         Per-fix thresholds (from the fix's species).
     now_ns : int
         Fixes later than this are in the future.
+    accepted_first : collection of individual ids, optional
+        Individuals whose arrays hold only the end of their track, starting
+        at a fix the speed test accepted before: it is taken as accepted
+        (so the flags equal those of the whole track; see
+        :mod:`flyway.tail`).
 
     Returns
     -------
@@ -116,7 +132,7 @@ def compute_flags(individual: np.ndarray, t_ns: np.ndarray, lon: np.ndarray, lat
     flags[t_ns > now_ns] |= np.uint32(F.FUTURE_TIMESTAMP)
 
     # duplicates: keep the lowest HDOP, then the first row, of each (individual, time)
-    ind_code = pd.factorize(pd.Series(individual), sort=True)[0]
+    ind_code, uniques = pd.factorize(pd.Series(individual), sort=True)
     hdop_key = np.where(np.isfinite(hdop), hdop, np.inf)
     order = np.lexsort((np.arange(n), hdop_key, t_ns, ind_code))
     ic, tt = ind_code[order], t_ns[order]
@@ -127,8 +143,9 @@ def compute_flags(individual: np.ndarray, t_ns: np.ndarray, lon: np.ndarray, lat
     usable = ((flags[order] & np.uint32(_NOT_FOR_SPEED)) == 0) & ~bad[order]
     change = np.flatnonzero(ic[1:] != ic[:-1]) + 1
     offsets = np.concatenate([[0], change, [n]]).astype(np.int64) if n else np.zeros(1, np.int64)
+    first_ok = np.isin(np.asarray(uniques, dtype=object), np.asarray(list(accepted_first), dtype=object))
     speed = _speed_outliers(tt.astype(np.int64), np.nan_to_num(lon[order]), np.nan_to_num(lat[order]),
-                            offsets, usable, np.asarray(max_speed_ms, float)[order])
+                            offsets, usable, np.asarray(max_speed_ms, float)[order], first_ok)
     flags[order[speed]] |= np.uint32(F.SPEED)
     return flags
 
@@ -140,7 +157,7 @@ def _column(fixes: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def qc_flags(fixes: pd.DataFrame, now: pd.Timestamp | str | None = None,
-             species_config: SpeciesConfig | None = None) -> np.ndarray:
+             species_config: SpeciesConfig | None = None, accepted_first: Collection[Any] = ()) -> np.ndarray:
     """QC bitmask for every row of ``fixes`` (aligned with its rows).
 
     Parameters
@@ -152,6 +169,8 @@ def qc_flags(fixes: pd.DataFrame, now: pd.Timestamp | str | None = None,
         Reference time for future timestamps (default: the current time).
     species_config : SpeciesConfig, optional
         Per-species thresholds (default: the shipped TOML).
+    accepted_first : collection of individual ids, optional
+        See :func:`compute_flags`.
 
     Returns
     -------
@@ -175,7 +194,7 @@ def qc_flags(fixes: pd.DataFrame, now: pd.Timestamp | str | None = None,
                 else np.zeros(n, np.uint32))
     flags = compute_flags(fixes[S.INDIVIDUAL_ID].astype(str).to_numpy(), t_ns, _column(fixes, S.LON),
                           _column(fixes, S.LAT), _column(fixes, S.HDOP), _column(fixes, S.SATELLITES),
-                          previous, vmax, hmax, smin, int(now_ts.value))
+                          previous, vmax, hmax, smin, int(now_ts.value), accepted_first)
     log.info("QC: %d of %d fixes flagged", int((flags != 0).sum()), n)
     return flags
 

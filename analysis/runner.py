@@ -112,22 +112,25 @@ def run_qc(store: str | os.PathLike[str] | Store, now: Any = None, species_confi
         new_parts: list[str] = []
         replaced: list[str] = []
         for group in group_individuals(individuals(st, only=individuals_only)):
-            table = st.scan_fixes(individuals=group, snapshot=snap)
-            frame = table.select(QC_INPUT).to_pandas()
-            flags = qc_flags(frame, now=now, species_config=species_config)
+            table = st.scan_fixes(individuals=group, snapshot=snap)  # sorted by individual and time
+            flags = qc_flags(table.select(QC_INPUT).to_pandas(), now=now, species_config=species_config)
             total = np.concatenate([total, flags])
             old = table.column(S.QC_FLAGS).to_numpy()
             ids = table.column(S.INDIVIDUAL_ID).to_numpy(zero_copy_only=False)
             table = table.set_column(table.schema.get_field_index(S.QC_FLAGS), S.QC_FLAGS, pa.array(flags, pa.uint32()))
-            for ind in group:
-                sel = ids == ind
-                if np.array_equal(old[sel], flags[sel]):
+            starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, np.int64)
+            ends = np.append(starts[1:], len(ids))
+            changed = np.add.reduceat((old != flags).astype(np.int64), starts) > 0 if len(ids) else []
+            for a, z, differs in zip(starts, ends, changed):
+                if not differs:
                     continue
-                rows = table.filter(pa.array(sel))
-                new_parts.append(write_rewrite_part(st, batch_id, rows))
+                ind = ids[a]
+                new_parts.append(write_rewrite_part(st, batch_id, table.slice(a, z - a), fsync=False))
                 replaced.extend(st.relative(f) for f in st.fix_files(individuals=[ind], snapshot=snap))
                 result.individuals_changed += 1
         if new_parts:
+            if not st.is_remote:
+                os.sync()  # every new part durable before the commit names it
             st.commit_rewrite(batch_id, "qc", new_parts, replaced, message=f"now={now}")
             result.batch_id = batch_id
     result.counts = flag_counts(total)

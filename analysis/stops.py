@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -90,7 +90,7 @@ def _offsets(ids: np.ndarray) -> np.ndarray:
 
 
 def detect_stop_ranges(t: np.ndarray, lon: np.ndarray, lat: np.ndarray, ind_offsets: np.ndarray,
-                       params: StopParams) -> tuple[np.ndarray, np.ndarray]:
+                       params: StopParams, limits: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """First and last fix index of every stop, on arrays sorted by (individual, time).
 
     Parameters
@@ -102,6 +102,10 @@ def detect_stop_ranges(t: np.ndarray, lon: np.ndarray, lat: np.ndarray, ind_offs
     ind_offsets : int64 ndarray
         Individual ``i`` is ``[ind_offsets[i], ind_offsets[i + 1])``.
     params : StopParams
+    limits : float64 ndarray, optional
+        Gap threshold (ns) of each individual, NaN where it is to be computed
+        from the arrays (:func:`track_gap_limits`). Given when the arrays hold
+        only the end of a track whose threshold comes from the whole of it.
 
     Returns
     -------
@@ -110,7 +114,10 @@ def detect_stop_ranges(t: np.ndarray, lon: np.ndarray, lat: np.ndarray, ind_offs
     min_ns = int(params.min_duration.value)
     if params.method == "movingpandas":
         return K.movingpandas_stops(t, lon, lat, ind_offsets, float(params.max_diameter_m), min_ns)
-    seg = K.gap_offsets(t, ind_offsets, float(params.gap_factor), float(params.gap_max.value))
+    own = K.gap_limits(t, ind_offsets, float(params.gap_factor), float(params.gap_max.value))
+    if limits is not None:
+        own = np.where(np.isnan(limits), own, limits)
+    seg = K.gap_offsets(t, ind_offsets, own)
     starts, ends = K.movingpandas_stops(t, lon, lat, seg, float(params.max_diameter_m), min_ns)
     # merging never bridges a gap: stops merge only within one gap-free segment
     seg_code = np.repeat(np.arange(len(seg) - 1), np.diff(seg))
@@ -147,6 +154,7 @@ def _stops_frame(work: pd.DataFrame, starts: np.ndarray, ends: np.ndarray) -> pd
 
 def detect_stops(fixes: pd.DataFrame, method: str = "flyway", max_diameter: float = 2000.0,
                  min_duration: Any = "24h", *, species_config: SpeciesConfig | None = None,
+                 gap_limits: Mapping[str, float] | None = None, with_life_stage: bool = False,
                  **options: Any) -> pd.DataFrame:
     """Detect the stops of every individual in ``fixes``.
 
@@ -167,6 +175,12 @@ def detect_stops(fixes: pd.DataFrame, method: str = "flyway", max_diameter: floa
         Any pandas duration, e.g. ``"24h"``.
     species_config : SpeciesConfig, optional
         Per-species defaults (default: the shipped TOML).
+    gap_limits : mapping, optional
+        Individual id to its gap threshold in nanoseconds, for individuals
+        whose ``fixes`` are only the end of their track (the threshold comes
+        from the whole track; :mod:`flyway.tail`). Others compute their own.
+    with_life_stage : bool
+        Keep the ``life_stage`` of each stop (its first fix's) as an extra column.
     **options
         Overrides of :class:`~flyway.analysis.params.StopParams` for the flyway
         method: ``gap_max``, ``gap_factor``, ``merge_distance_m``, ``merge_time``,
@@ -193,9 +207,13 @@ def detect_stops(fixes: pd.DataFrame, method: str = "flyway", max_diameter: floa
             species or None, method=method, max_diameter_m=max_diameter,
             min_duration=min_duration, **options)
         work = prepare_fixes(part, params)
+        offsets = _offsets(work[S.INDIVIDUAL_ID].to_numpy())
+        limits = None
+        if gap_limits:
+            first_ids = work[S.INDIVIDUAL_ID].to_numpy()[offsets[:-1]]
+            limits = np.array([gap_limits.get(i, np.nan) for i in first_ids], dtype=float)
         starts, ends = detect_stop_ranges(work["_t"].to_numpy(), work[S.LON].to_numpy(),
-                                          work[S.LAT].to_numpy(), _offsets(work[S.INDIVIDUAL_ID].to_numpy()),
-                                          params)
+                                          work[S.LAT].to_numpy(), offsets, params, limits)
         log.debug("species %r: %d fixes -> %d stops", species, len(work), len(starts))
         frames.append(_stops_frame(work, starts, ends))
     stops = pd.concat(frames, ignore_index=True) if frames else _stops_frame(
@@ -206,7 +224,8 @@ def detect_stops(fixes: pd.DataFrame, method: str = "flyway", max_diameter: floa
     stops[S.SEASON] = season
     stops[S.COUNTRY] = pd.Series([None] * len(stops), dtype=object)
     stops[S.GEOMETRY] = points_wkb(stops[S.LON].to_numpy(), stops[S.LAT].to_numpy()).to_pylist()
-    return stops[S.STOPS.names]
+    extra = [S.LIFE_STAGE] if with_life_stage and S.LIFE_STAGE in stops else []
+    return stops[S.STOPS.names + extra]
 
 
 def stop_params(method: str = "flyway", max_diameter: float = 2000.0, min_duration: Any = "24h",

@@ -10,7 +10,7 @@ log and drops ids already in it).
 Rules (parameters in :class:`AlertParams`):
 
 * ``silent_tag`` — no fix for longer than ``silent_factor`` x the tag's
-  median fix interval, and at least ``silent_min_h`` hours, before the
+  usual fix interval (median of its last 50 intervals), and at least ``silent_min_h`` hours, before the
   reference time (``--now`` or the newest fix in the store);
 * ``possible_mortality`` — the latest clean fixes all lie within
   ``mortality_radius_m`` (haversine) of the last one for longer than the
@@ -47,6 +47,8 @@ NEAR_INFRASTRUCTURE = "near_infrastructure"
 NEW_COUNTRY = "new_country"
 QC_SPIKE = "qc_spike"
 FAILED_FILE = "failed_file"
+#: the usual fix interval of a tag is the median of its last this many intervals
+USUAL_INTERVALS = 50
 ALERT_KINDS = (SILENT_TAG, POSSIBLE_MORTALITY, UNPROTECTED_STOP, NEAR_INFRASTRUCTURE, NEW_COUNTRY, QC_SPIKE,
                FAILED_FILE)
 ALERT_COLUMNS = [c for c in S.ALERT_FIELDS if c != S.RUN_ID]
@@ -118,11 +120,13 @@ def _groups(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # ------------------------------------------------------------------------------------------ tags
 def tag_summaries(fixes: pd.DataFrame) -> pd.DataFrame:
-    """Per individual: fixes, flagged fixes, last fix, median fix interval (s).
+    """Per individual: fixes, flagged fixes, last fix, usual fix interval (s).
 
     ``fixes`` are sorted by individual and time (as the store returns them).
     The last position is that of the last clean fix (the last fix when none
-    is clean).
+    is clean). The usual interval is the median of the last
+    :data:`USUAL_INTERVALS` intervals: the tag's current duty cycle, which
+    tags change with season and battery.
     """
     cols = [S.INDIVIDUAL_ID, S.SPECIES, "n_fixes", "n_flagged", "last_time", S.LON, S.LAT, "median_interval_s"]
     if len(fixes) == 0:
@@ -137,7 +141,7 @@ def tag_summaries(fixes: pd.DataFrame) -> pd.DataFrame:
     last_pos = np.where(last_clean >= starts, last_clean, ends - 1)
     # median interval: sort the within-bird differences per bird, take the middle one(s)
     d = np.diff(t).astype(float)
-    same = grp[1:] == grp[:-1]
+    same = (grp[1:] == grp[:-1]) & (row[1:] >= ends[grp[1:]] - USUAL_INTERVALS)
     dg, dv = grp[1:][same], d[same]
     order = np.lexsort((dv, dg))
     dg, dv = dg[order], dv[order]

@@ -20,15 +20,15 @@ from flyway.geoparquet import atomic_write_table, constant_strings, read_parquet
 from flyway.store import PART_PREFIX, Store, fixes_geo_table, new_batch_id
 
 
-def write_rewrite_part(st: Store, batch_id: str, rows: pa.Table) -> str:
+def write_rewrite_part(st: Store, batch_id: str, rows: pa.Table, fsync: bool = True) -> str:
     """Write one individual's rows as ``part-<batch>.parquet`` (tmp, fsync, rename; one PUT on object
-    storage); returns its store path."""
+    storage); returns its store path. ``fsync=False``: the caller syncs every part before committing."""
     species = rows.column(S.SPECIES)[0].as_py()
     ind = rows.column(S.INDIVIDUAL_ID)[0].as_py()
     rows = rows.set_column(rows.schema.get_field_index(S.BATCH_ID), S.BATCH_ID,
                            constant_strings(batch_id, rows.num_rows))
     path = st.partition_dir(species, ind) / f"{PART_PREFIX}{batch_id}.parquet"
-    atomic_write_table(path, fixes_geo_table(S.FIXES.conform(rows.select(S.FIXES.names)), batch_id))
+    atomic_write_table(path, fixes_geo_table(S.FIXES.conform(rows.select(S.FIXES.names)), batch_id), fsync=fsync)
     return st.relative(path)
 
 

@@ -149,10 +149,10 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], *, fsync: bool =
 
 
 def atomic_write_table(path: Path, table: pa.Table, *, compression: str = "zstd",
-                       row_group_size: int = 128_000) -> Path:
+                       row_group_size: int = 128_000, fsync: bool = True) -> Path:
     """Write ``table`` as Parquet to ``path`` atomically (see :func:`atomic_write`)."""
     return atomic_write(path, lambda fh: pq.write_table(table, fh, compression=compression,
-                                                        row_group_size=row_group_size))
+                                                        row_group_size=row_group_size), fsync=fsync)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:

@@ -9,16 +9,21 @@ individuals to recompute. The state is written last, so a crash anywhere
 leaves it behind the tables and the next run simply recomputes those
 individuals again (recomputing is idempotent).
 
-Why no look-back window: stop detection, QC (speed between neighbours,
-duplicate timestamps) and the gap threshold (a multiple of the median
-sampling interval) are all computed per individual over its whole track.
-Recomputing a changed individual from its first fix therefore gives exactly
-the rows a full recompute gives — a stop spanning two nights stays one stop
-and an open stop is extended, by construction — and the individuals without
-new fixes keep rows a full run would reproduce unchanged. A window starting
-at an earlier stop would be cheaper for birds tracked for years, but the
-median interval and the season labels depend on the whole track, so a
-window could only approximate the full run.
+Two ways to recompute a changed individual, both giving exactly the rows a
+full recompute gives:
+
+* from the end of its track (:mod:`flyway.tail`), when every new fix follows
+  its previous newest one and only ingest batches touched it — the usual
+  night: a window from its third-to-last stop, so a stop spanning two nights
+  stays one stop and an open stop is extended, not duplicated;
+* over its whole track otherwise (late or back-filled fixes, rewritten QC
+  flags, a window that cannot prove its result exact, a new bird): stop
+  detection, QC (speed between neighbours, duplicate timestamps) and the
+  gap threshold (a multiple of the median sampling interval) are computed
+  per individual, so recomputing it from its first fix gives the full run's
+  rows by construction.
+
+Individuals without new fixes keep rows a full run would reproduce unchanged.
 """
 from __future__ import annotations
 
@@ -52,6 +57,8 @@ class NightlyState:
     params_key: str | None = None
     tags: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=TAG_COLUMNS))
     countries: dict[str, list[str]] = field(default_factory=dict)
+    #: per bird, an upper bound (ns) of the median interval between its clean fixes (see flyway.tail)
+    gap_bounds: dict[str, float] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -70,14 +77,16 @@ def read_state(store: Store) -> NightlyState:
         return NightlyState()
     tags = pd.DataFrame(raw.get("tags", []), columns=TAG_COLUMNS)
     tags["last_time"] = pd.to_datetime(tags["last_time"], utc=True)
-    return NightlyState(set(raw.get("batches", [])), raw.get("params_key"), tags, raw.get("countries", {}))
+    bounds = {k: (float(v) if v is not None else float("nan")) for k, v in raw.get("gap_bounds", {}).items()}
+    return NightlyState(set(raw.get("batches", [])), raw.get("params_key"), tags, raw.get("countries", {}), bounds)
 
 
 def write_state(store: Store, state: NightlyState) -> None:
     tags = state.tags.copy()
     tags["last_time"] = pd.to_datetime(tags["last_time"], utc=True).map(lambda t: t.isoformat())
     data = {"batches": sorted(state.batches), "params_key": state.params_key,
-            "tags": json.loads(tags.to_json(orient="records")), "countries": state.countries}
+            "tags": json.loads(tags.to_json(orient="records", double_precision=15)), "countries": state.countries,
+            "gap_bounds": {k: (None if v != v else v) for k, v in sorted(state.gap_bounds.items())}}
     atomic_write_bytes(state_path(store), json.dumps(data, indent=1).encode())
 
 
@@ -88,10 +97,18 @@ def params_key(params: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Plan:
-    """Individuals to recompute (``None``: all) and the batches that plan covers."""
+    """Individuals to recompute (``None``: all) and the batches that plan covers.
+
+    ``tails`` maps the individuals whose new fixes all follow their previous
+    newest fix (``since``) to that time: :mod:`flyway.tail` recomputes them
+    from the end of their track. ``new_batches`` are the batches the state
+    did not reflect.
+    """
 
     individuals: list[str] | None
     batches: frozenset[str]
+    tails: dict[str, pd.Timestamp] = field(default_factory=dict)
+    new_batches: frozenset[str] = frozenset()
 
     @property
     def nothing(self) -> bool:
@@ -100,6 +117,9 @@ class Plan:
 
 def plan(store: Store, state: NightlyState, key: str) -> Plan:
     """Which individuals received fixes (or rewritten flags) in batches the state does not reflect."""
+    from flyway.geoparquet import read_metadata_many
+    from flyway.store import part_facts
+
     led = store.read_ledger()
     led = led.filter(pc.equal(led.column("status"), STATUS_COMMITTED))
     committed = frozenset(led.column("batch_id").to_pylist())
@@ -108,11 +128,43 @@ def plan(store: Store, state: NightlyState, key: str) -> Plan:
         log.info("recomputing every individual (%s)", why)
         return Plan(None, committed)
     new = committed - state.batches
-    folders: set[Path] = set()
-    for batch, parts in zip(led.column("batch_id").to_pylist(), led.column("part_files").to_pylist()):
+    by_folder: dict[Path, list[tuple[Path, bool]]] = {}
+    for batch, parts, replaces in zip(led.column("batch_id").to_pylist(), led.column("part_files").to_pylist(),
+                                      led.column("replaces").to_pylist()):
         if batch in new:
-            folders.update((store.path / p).parent for p in parts or [])
-    return Plan(sorted(_individual_of(f) for f in folders if _individual_of(f) is not None), committed)
+            for p in parts or []:  # a rewrite (QC, compaction) may change old rows: never a tail
+                by_folder.setdefault((store.path / p).parent, []).append((store.path / p, not replaces))
+    replaced = store.snapshot()[1] if by_folder else set()
+    live = [(folder, [(f, appended) for f, appended in parts if store.relative(f) not in replaced])
+            for folder, parts in by_folder.items()]
+    live = [(folder, parts) for folder, parts in live if parts]
+    facts = read_metadata_many([f for _, parts in live for f, _ in parts])
+    it = iter(facts)
+    since_of = dict(zip(state.tags[S.INDIVIDUAL_ID], pd.to_datetime(state.tags["last_time"], utc=True))) \
+        if len(state.tags) else {}
+    individuals, tails = set(), {}
+    for folder, parts in live:
+        mds = [next(it) for _ in parts]
+        ind = next((part_facts(md)[1] for md in mds if part_facts(md)[1] is not None), None) or _individual_of(folder)
+        if ind is None:
+            continue
+        individuals.add(ind)
+        first = [part_facts(md)[2] for md in mds]
+        since = since_of.get(ind)
+        if since is not None and not pd.isna(since) and all(a for _, a in parts) and \
+                all(t is not None and _utc(t) > since for t in first):
+            tails[ind] = since
+    for folder in by_folder:  # a folder whose new parts were all superseded since: recompute its bird
+        if folder not in {f for f, _ in live}:
+            ind = _individual_of(folder)
+            if ind is not None:
+                individuals.add(ind)
+    return Plan(sorted(individuals), committed, {k: v for k, v in tails.items()}, frozenset(new))
+
+
+def _utc(value: str) -> pd.Timestamp:
+    t = pd.Timestamp(value)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
 def _individual_of(folder: Path) -> str | None:
@@ -144,22 +196,35 @@ def _stops_file(store: Store) -> Path:
     return store.path / S.STOPS.name / f"{S.STOPS.name}.parquet"
 
 
+def read_stored_stops(store: Store) -> pa.Table:
+    """The stops table as stored (empty when there is none)."""
+    old = read_optional(_stops_file(store))
+    return S.STOPS.conform(old.select(S.STOPS.names)) if old is not None else S.STOPS.empty()
+
+
 def update_stops(store: Store, individuals: list[str] | None, stop_options: dict[str, Any],
-                 client: Any = None) -> StopsUpdate:
+                 client: Any = None, tail: pd.DataFrame | None = None, tail_birds: list[str] = (),
+                 old: pa.Table | None = None) -> StopsUpdate:
     """Recompute the stops of ``individuals`` (all when None) and write the merged stops table.
 
-    The rows of every other individual are kept as stored; the result is
-    sorted as :func:`flyway.analysis.runner.run_stops` sorts it, so it equals
-    a full recompute row for row.
+    ``tail`` holds every stop of further individuals, ``tail_birds``,
+    computed already (:func:`flyway.tail.tail_stops`); ``old`` the stored table when read
+    already. The rows of every other individual are kept as stored; the
+    result is sorted as :func:`flyway.analysis.runner.run_stops` sorts it, so
+    it equals a full recompute row for row.
     """
     from flyway.analysis.runner import run_stops
     from flyway.analysis.stops import stop_params, stops_table
 
-    new = run_stops(store, individuals_only=individuals, write=False, client=client, **stop_options)
+    new = run_stops(store, individuals_only=individuals, write=False, client=client, **stop_options) \
+        if individuals is None or individuals else S.STOPS.empty().to_pandas()
+    if tail is not None and len(tail):
+        new = pd.concat([x for x in (new, tail) if len(x)], ignore_index=True)
+    if tail_birds and individuals is not None:
+        individuals = sorted(set(individuals) | set(tail_birds))
     # (stops_table cannot convert run_stops' empty frame: its geometry column is float)
     new_table = stops_table(new) if len(new) else S.STOPS.empty()
-    old = read_optional(_stops_file(store))
-    old = S.STOPS.conform(old.select(S.STOPS.names)) if old is not None else S.STOPS.empty()
+    old = old if old is not None else read_stored_stops(store)
     if individuals is None:
         merged, before = new_table, old
     else:

@@ -39,8 +39,8 @@ from flyway import alerts as A
 from flyway import schema as S
 from flyway.errors import StoreLockedError
 from flyway.inbox import FAILED_DIR, PROCESSED_DIR, InboxFile, move_file, settled_files
-from flyway.incremental import (TAG_COLUMNS, NightlyState, Plan, params_key, plan, read_state, update_stops,
-                                write_state)
+from flyway.incremental import (TAG_COLUMNS, NightlyState, Plan, params_key, plan, read_state, read_stored_stops,
+                                update_stops, write_state)
 from flyway.nightly_config import NightlyConfig, load_config
 from flyway.notify import channels, deliver_pending, record_alerts
 from flyway.runrecord import (STATUS_ERROR, STATUS_OK, STATUS_PARTIAL, STATUS_RUNNING, measure, new_run_id,
@@ -277,8 +277,14 @@ def _move(files: list[InboxFile], reports: dict[str, list], inbox: Path) -> list
 # --------------------------------------------------------------------------------- analyses
 def _analyse(st: Store, cfg: NightlyConfig, work: Plan, state: NightlyState, scheduler, client, now,
              record: dict[str, Any]) -> pd.DataFrame:
-    """QC, stops, sites, coverage, exposure for the plan; alerts; ``state`` is updated in place."""
+    """QC, stops, sites, coverage, exposure for the plan; alerts; ``state`` is updated in place.
+
+    Birds in ``work.tails`` take the tail path (:mod:`flyway.tail`) unless it
+    sends them back; every other changed bird is recomputed over its whole track.
+    """
+    from flyway.analysis.parallel import resolve_client
     from flyway.analysis.runner import run_qc
+    from flyway.tail import read_windows, tail_qc, tail_stops, window_fixes
 
     stages, counts = record["stages"], record["counts"]
     ids = work.individuals
@@ -286,25 +292,47 @@ def _analyse(st: Store, cfg: NightlyConfig, work: Plan, state: NightlyState, sch
     stop_opts = cfg.stop_options()
     out: list[pd.DataFrame] = []
     batches = set(work.batches)
+    tail = None
     if not work.nothing:
         with measure(stages, "qc"):
-            qc = run_qc(st, now=now, species_config=stop_opts.get("species_config"), individuals_only=ids)
-        if qc.batch_id:
-            batches.add(qc.batch_id)
+            old_stops = read_stored_stops(st)
+            if work.tails:
+                w = read_windows(st, work.tails, set(work.new_batches), old_stops.to_pandas(), st.snapshot())
+                tq = tail_qc(st, w, _utc("now") if now is None else now, stop_opts.get("species_config"))
+                if tq.batch_id:
+                    batches.add(tq.batch_id)
+            whole = _whole(ids, work.tails, w.fallback if work.tails else set())
+            if whole is None or whole:
+                qc = run_qc(st, now=now, species_config=stop_opts.get("species_config"), individuals_only=whole)
+                if qc.batch_id:
+                    batches.add(qc.batch_id)
         _fault("after_qc")
-        from flyway.analysis.parallel import resolve_client
-
         with measure(stages, "stops"), resolve_client(client, scheduler) as c:
-            upd = update_stops(st, ids, stop_opts, client=c)
+            tail_rows, bounds = None, {}
+            if work.tails:
+                fixes_w = window_fixes(w, tq)
+                tail_rows, bounds = tail_stops(st, w, fixes_w, old_stops.to_pandas(), state.gap_bounds, stop_opts)
+                tail = (w, fixes_w)
+            upd = update_stops(st, _whole(ids, work.tails, w.fallback if work.tails else set()), stop_opts,
+                               client=c, tail=tail_rows, tail_birds=w.birds if work.tails else [], old=old_stops)
+            state.gap_bounds.update(bounds)
         counts.update(stops_added=upd.added, stops_changed=upd.changed, stops_removed=upd.removed,
-                      stops=len(upd.stops))
+                      stops=len(upd.stops), individuals_tail=len(w.birds) if work.tails else 0,
+                      individuals_windowed=w.windowed if work.tails else 0,
+                      individuals_tail_fallback=sorted(w.fallback) if work.tails else [],
+                      individuals_whole=_whole(ids, work.tails, w.fallback if work.tails else set()) or [])
         _fault("after_stops")
         out.extend(_site_stages(st, cfg, upd, state, stages, counts))
         _fault("after_sites")
     with measure(stages, "tags"):
-        out.append(_tag_alerts(st, cfg, ids, state, now, work.nothing))
+        out.append(_tag_alerts(st, cfg, ids, state, now, work.nothing, tail))
     state.batches, state.params_key = batches, params_key(cfg.analysis_params())
     return pd.concat([a for a in out if len(a)] or [A.empty_alerts()], ignore_index=True)
+
+
+def _whole(ids: list[str] | None, tails: dict, fallback: set[str]) -> list[str] | None:
+    """The changed birds to recompute over their whole track (None: every bird)."""
+    return None if ids is None else [i for i in ids if i not in tails or i in fallback]
 
 
 def _site_stages(st: Store, cfg: NightlyConfig, upd, state: NightlyState, stages, counts) -> list[pd.DataFrame]:
@@ -343,10 +371,11 @@ def _new_stops(recomputed: pd.DataFrame, state: NightlyState) -> pd.DataFrame:
 
 
 def _tag_alerts(st: Store, cfg: NightlyConfig, ids: list[str] | None, state: NightlyState, now,
-                nothing_new: bool) -> pd.DataFrame:
+                nothing_new: bool, tail=None) -> pd.DataFrame:
+    """Tag summaries and the alerts on them; ``tail`` = (windows, window fixes) of the tail birds."""
     from flyway.analysis.params import load_species_config
-
     from flyway.analysis.runner import group_individuals, individuals
+    from flyway.tail import tail_tags, whole_bounds
 
     out = []
     before = state.tags
@@ -354,15 +383,28 @@ def _tag_alerts(st: Store, cfg: NightlyConfig, ids: list[str] | None, state: Nig
         cols = [S.INDIVIDUAL_ID, S.SPECIES, S.TIMESTAMP, S.LON, S.LAT, S.QC_FLAGS]
         species_cfg = load_species_config(cfg.species_config)
         summaries = []
-        snap = st.snapshot()
-        for group in group_individuals(individuals(st, only=ids)):  # memory bounded by the group size
-            fixes = st.scan_fixes(individuals=group, columns=cols, snapshot=snap).to_pandas()
-            tags = A.tag_summaries(fixes)
+
+        def alerts_of(fixes: pd.DataFrame, tags: pd.DataFrame) -> None:
             windows = {sp: species_cfg.seasons(sp).window_md("breeding_window") for sp in tags[S.SPECIES].unique()}
             out.append(A.possible_mortality(fixes, cfg.alerts, windows))
             out.append(A.qc_spikes(before, tags, cfg.alerts))
             out.append(A.country_alerts(fixes, before, state.countries))
             summaries.append(tags)
+
+        whole = ids
+        if tail is not None:
+            w, fixes_w = tail
+            tags, need_whole = tail_tags(w, fixes_w, before, cfg.alerts)
+            if len(tags):
+                alerts_of(fixes_w[fixes_w[S.INDIVIDUAL_ID].isin(tags[S.INDIVIDUAL_ID])], tags)
+            done = set(tags[S.INDIVIDUAL_ID])
+            whole = [i for i in ids if i not in done]
+        snap = st.snapshot()
+        opts = cfg.stop_options()
+        for group in group_individuals(individuals(st, only=whole)):  # memory bounded by the group size
+            fixes = st.scan_fixes(individuals=group, columns=cols, snapshot=snap).to_pandas()
+            alerts_of(fixes, A.tag_summaries(fixes))
+            state.gap_bounds.update(whole_bounds(fixes, opts))
         tags = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame(columns=TAG_COLUMNS)
         keep = before[~before[S.INDIVIDUAL_ID].isin(tags[S.INDIVIDUAL_ID])] if len(before) else before
         state.tags = pd.concat([t for t in (keep, tags) if len(t)] or [tags], ignore_index=True)

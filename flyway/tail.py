@@ -1,0 +1,473 @@
+"""The nightly tail path: QC, stops and tag summaries of a bird from the end of its track only.
+
+Most nights a tag sends fixes that all follow the ones already in the store.
+For such a bird (:func:`tail_birds` decides) the nightly run reads the end of
+its track (from the start of its third-to-last stop, and at least
+:data:`LOOKBACK` before its previous newest fix) and its new part files, and
+gets exactly the rows a recompute over the whole track would give:
+
+QC
+    Every flag but the speed test is a property of the fix (or of fixes
+    with the same timestamp, which old and new never share). The speed
+    test walks the usable fixes keeping the last accepted one; appending
+    fixes can change only the decision at the last old usable fix, so the
+    walk restarts at the accepted fix ``L`` before it, taken as accepted
+    (``accepted_first``). The recomputed flags of the old rows in the window
+    are compared with the stored ones; any difference, a future-timestamp
+    flag at the end of the old track, or no such ``L`` sends the bird to the
+    whole-track path. Only the bird's new part files are rewritten.
+Stops
+    The detector (:mod:`flyway.analysis._stop_kernels`) is causal; its
+    state at the first fix of a stop that started a merge chain is the state
+    of a fresh start there. Stops before the third-to-last stored stop are
+    final (the two stops after it and their raw stops end before the new
+    data), so the window starts at that stop and the stops before it are
+    kept. The gap threshold ``max(gap_max, gap_factor x median interval)``
+    depends on the whole track; the window uses ``gap_max`` when an upper
+    bound of the median proves ``gap_factor x median <= gap_max`` before
+    and after the night (the upper median of a union is at most the larger
+    of the parts' upper medians, so the bound is carried in the nightly
+    state); otherwise the bird takes the whole-track path. Kinds and season
+    labels are recomputed over the bird's whole stop list.
+Tag summaries
+    Counts add up; the usual interval is that of the last
+    :data:`flyway.alerts.USUAL_INTERVALS` intervals; possible mortality
+    needs the clean fixes since the last one farther than the radius, read
+    whole when the window holds none.
+
+The tests compare both paths on simulated nights (``tests/test_tail.py``)
+and on 30 nightly slices against one full run (``tests/test_nightly.py``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from flyway import schema as S
+from flyway.store import Store, batch_of_part
+
+log = logging.getLogger(__name__)
+
+#: the window reaches at least this far back before a bird's previous newest fix
+LOOKBACK = pd.Timedelta(days=14)
+#: stored stops kept before the window: all but the last ``KEEP_BACK``
+KEEP_BACK = 3
+F = S.QCFlag
+
+
+def gap_dt_hi(ids: np.ndarray, t_ns: np.ndarray, ok: np.ndarray) -> dict[str, float]:
+    """Upper median (ns) of the intervals between the distinct ``ok`` times of each individual.
+
+    Rows sorted by individual and time. The stop detector's gap threshold is
+    ``max(gap_max, gap_factor x median)`` of these intervals; the median is at
+    most the upper median.
+    """
+    ids, t = ids[ok], t_ns[ok]
+    if len(t) == 0:
+        return {}
+    keep = np.ones(len(t), bool)
+    keep[1:] = (ids[1:] != ids[:-1]) | (t[1:] != t[:-1])
+    ids, t = ids[keep], t[keep]
+    same = ids[1:] == ids[:-1]
+    d_ids, d = ids[1:][same], np.diff(t)[same]
+    out = {i: np.nan for i in pd.unique(ids)}
+    if len(d) == 0:
+        return out
+    codes, uniq = pd.factorize(d_ids, sort=True)
+    order = np.lexsort((d, codes))
+    codes, d = codes[order], d[order]
+    counts = np.bincount(codes, minlength=len(uniq))
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    hi = d[first + counts // 2].astype(float)
+    out.update(zip(uniq, hi))
+    return out
+
+
+def whole_bounds(fixes: pd.DataFrame, stop_options: Mapping[str, Any]) -> dict[str, float]:
+    """:func:`gap_dt_hi` of whole tracks (rows sorted by individual and time), with each species' ignored flags."""
+    from flyway.analysis.params import load_species_config
+    from flyway.analysis.stops import _utc_ns
+
+    opts = dict(stop_options)
+    cfg = opts.pop("species_config", None) or load_species_config()
+    method = opts.pop("method", "flyway")
+    opts.pop("max_diameter", None), opts.pop("min_duration", None)
+    if len(fixes) == 0 or method != "flyway":
+        return {}
+    species = fixes[S.SPECIES].fillna("").astype(str).to_numpy()
+    ignore = np.zeros(len(fixes), np.uint32)
+    for name in pd.unique(species):
+        ignore[species == name] = np.uint32(cfg.stops(name or None, method=method, **opts).ignore_flags)
+    flags = fixes[S.QC_FLAGS].fillna(0).to_numpy().astype(np.uint32)
+    ok = np.isfinite(fixes[S.LON].to_numpy(float)) & np.isfinite(fixes[S.LAT].to_numpy(float)) & ((flags & ignore) == 0)
+    return gap_dt_hi(fixes[S.INDIVIDUAL_ID].to_numpy(dtype=object), _utc_ns(fixes[S.TIMESTAMP]), ok)
+
+
+@dataclass
+class Windows:
+    """The end of each tail bird's track (old rows from its window start) and its new rows."""
+
+    old: pd.DataFrame                 # stored rows at or after each bird's window start
+    new: pa.Table                     # every column of the bird's new part files
+    new_files: dict[str, list[Any]]   # bird -> its new part files (rewritten by QC when flags change)
+    start: dict[str, pd.Timestamp]    # bird -> window start (NaT: whole track)
+    stop_start: dict[str, pd.Timestamp]  # bird -> first start time of the recomputed stops (NaT: all)
+    since: dict[str, pd.Timestamp]
+    fallback: set[str] = field(default_factory=set)
+
+    @property
+    def birds(self) -> list[str]:
+        return sorted(b for b in self.since if b not in self.fallback)
+
+    @property
+    def windowed(self) -> int:
+        """Tail birds read from a window (not from their first fix)."""
+        return sum(1 for b in self.birds if not pd.isna(self.start[b]))
+
+
+def read_windows(st: Store, since: Mapping[str, pd.Timestamp], new_batches: set[str],
+                 old_stops: pd.DataFrame, snapshot) -> Windows:
+    """Read the tail of every bird in ``since`` (bird -> its previous newest fix)."""
+    birds = sorted(since)
+    files = st.fix_files(individuals=birds, snapshot=snapshot)
+    by_bird = _files_by_bird(st, files)
+    new_files = {b: [f for f in fs if batch_of_part(f.name) in new_batches] for b, fs in by_bird.items()}
+    old_files = [f for fs in by_bird.values() for f in fs if batch_of_part(f.name) not in new_batches]
+    stop_start, start = {}, {}
+    stops = old_stops.sort_values([S.INDIVIDUAL_ID, S.START_TIME], kind="mergesort")
+    grouped = {k: g for k, g in stops.groupby(S.INDIVIDUAL_ID, sort=False)} if len(stops) else {}
+    for b in birds:
+        g = grouped.get(b)
+        s0 = (pd.Timestamp(g[S.START_TIME].iloc[-KEEP_BACK]) if g is not None and len(g) >= KEEP_BACK
+              else pd.NaT)
+        stop_start[b] = s0
+        start[b] = pd.NaT if pd.isna(s0) else min(s0, since[b] - LOOKBACK)
+    old = _read_old(st, old_files, start)
+    new_list = [f for b in birds for f in new_files.get(b, [])]
+    new = _read_table(st, new_list, S.FIXES.names)
+    return Windows(old, new, new_files, start, stop_start, dict(since))
+
+
+def _files_by_bird(st: Store, files: list[Any]) -> dict[str, list[Any]]:
+    """Part files per individual id (one folder is one bird; the id from the footer statistics)."""
+    from flyway.geoparquet import read_metadata_many
+    from flyway.store import part_facts
+
+    folders: dict[Any, list[Any]] = {}
+    for f in files:
+        folders.setdefault(f.parent, []).append(f)
+    firsts = [fs[0] for fs in folders.values()]
+    out: dict[str, list[Any]] = {}
+    for fs, md in zip(folders.values(), read_metadata_many(firsts)):
+        ind = part_facts(md)[1]
+        if ind is None:
+            ind = _read_table(st, fs[:1], [S.INDIVIDUAL_ID]).column(0)[0].as_py()
+        out[ind] = sorted(fs, key=lambda p: p.name)
+    return out
+
+
+def _read_table(st: Store, files: list[Any], columns: list[str], expr=None) -> pa.Table:
+    from flyway import store_remote as remote
+
+    if not files:
+        return S.FIXES.arrow_schema().empty_table().select(columns)
+    if st.is_remote:
+        table = remote.read_parts(files, columns, expr)
+    else:
+        dataset = ds.dataset([str(f) for f in files], format="parquet", schema=S.FIXES.arrow_schema())
+        table = dataset.to_table(columns=columns, filter=expr)
+    return table.sort_by([(S.INDIVIDUAL_ID, "ascending"), (S.TIMESTAMP, "ascending")])
+
+
+OLD_COLUMNS = [S.INDIVIDUAL_ID, S.SPECIES, S.TIMESTAMP, S.LON, S.LAT, S.HDOP, S.SATELLITES, S.QC_FLAGS,
+               S.LIFE_STAGE]
+
+
+def _read_old(st: Store, files: list[Any], start: Mapping[str, pd.Timestamp]) -> pd.DataFrame:
+    """Stored rows of each bird at or after its window start (all rows where the start is NaT)."""
+    finite = [t for t in start.values() if not pd.isna(t)]
+    expr = None
+    if finite and len(finite) == len(start):
+        expr = ds.field(S.TIMESTAMP) >= pa.scalar(min(finite).to_pydatetime(), S.TIMESTAMP_TYPE)
+    table = _read_table(st, files, OLD_COLUMNS, expr)
+    birds = sorted(start)
+    lows = pa.array([start[b].value // 1000 if not pd.isna(start[b]) else np.iinfo(np.int64).min for b in birds],
+                    pa.int64())
+    code = pc.index_in(table.column(S.INDIVIDUAL_ID), value_set=pa.array(birds, pa.string()))
+    low = pc.take(lows, code)
+    t_us = pc.cast(table.column(S.TIMESTAMP), pa.int64())
+    table = table.filter(pc.greater_equal(t_us, low))
+    return table.to_pandas()
+
+
+# ------------------------------------------------------------------------------------------- QC
+@dataclass
+class TailQC:
+    batch_id: str | None = None
+    rewritten: int = 0
+    flags_new: pd.Series | None = None  # uint32 flags of ``Windows.new`` rows (aligned)
+
+
+def tail_qc(st: Store, w: Windows, now: pd.Timestamp, species_config=None, lock: bool = True) -> TailQC:
+    """QC flags of the new rows of every tail bird; their part files rewritten when the flags differ.
+
+    Birds whose old rows' flags would change, or whose walk cannot restart
+    (see the module docstring), are added to ``w.fallback``.
+    """
+    from contextlib import nullcontext
+
+    from flyway.analysis.qc import _NOT_FOR_SPEED, qc_flags
+    from flyway.compact import write_rewrite_part
+    from flyway.store import new_batch_id
+
+    old, new = w.old, w.new
+    new_df = new.select([c for c in OLD_COLUMNS]).to_pandas()
+    o_ids = old[S.INDIVIDUAL_ID].to_numpy(dtype=object)
+    o_flags = old[S.QC_FLAGS].fillna(0).to_numpy().astype(np.uint32)
+    lon, lat = old[S.LON].to_numpy(float), old[S.LAT].to_numpy(float)
+    bad = ~(np.isfinite(lon) & np.isfinite(lat)) | (np.abs(lat) > 90) | (np.abs(lon) > 180)
+    usable = ((o_flags & np.uint32(_NOT_FOR_SPEED)) == 0) & ~bad
+    accepted = usable & ((o_flags & np.uint32(F.SPEED)) == 0)
+    t_old = old[S.TIMESTAMP].to_numpy(dtype="datetime64[us]")
+    bounds = _runs(o_ids)
+    first_row: dict[str, int] = {}
+    accepted_first = []
+    for b in w.birds:
+        a, z = bounds.get(b, (0, 0))
+        whole = pd.isna(w.start[b])
+        if z > a and (o_flags[z - 1] & np.uint32(F.FUTURE_TIMESTAMP)):
+            w.fallback.add(b)  # the old end was in the future then: its flags may change now
+            continue
+        if whole:
+            first_row[b] = a
+            continue
+        u = np.flatnonzero(usable[a:z])
+        if len(u) < 3 or now < w.since[b]:
+            w.fallback.add(b)
+            continue
+        acc = np.flatnonzero(accepted[a:a + u[-1]])  # accepted usable fixes before the last usable one
+        acc = acc[acc > u[0]]  # ... that are not the window's first usable fix (the first-fix rule)
+        if len(acc) == 0:
+            w.fallback.add(b)
+            continue
+        first_row[b] = a + int(acc[-1])
+        accepted_first.append(b)
+    keep_old = np.zeros(len(old), bool)
+    for b, r in first_row.items():
+        keep_old[r:bounds.get(b, (0, 0))[1]] = True
+    new_ok = new_df[S.INDIVIDUAL_ID].isin(list(first_row)).to_numpy()
+    frame = pd.concat([old[keep_old], new_df[new_ok]], ignore_index=True)
+    flags = qc_flags(frame, now=now, species_config=species_config, accepted_first=accepted_first)
+    n_old = int(keep_old.sum())
+    stored_old = frame[S.QC_FLAGS].fillna(0).to_numpy().astype(np.uint32)[:n_old]
+    changed = frame[S.INDIVIDUAL_ID].to_numpy(dtype=object)[:n_old][flags[:n_old] != stored_old]
+    w.fallback.update(changed.tolist())
+    out = TailQC(flags_new=pd.Series(new_df[S.QC_FLAGS].fillna(0).to_numpy().astype(np.uint32)))
+    new_flags = out.flags_new.to_numpy().copy()
+    new_flags[new_ok] = flags[n_old:]
+    out.flags_new = pd.Series(new_flags)
+    stored_new = new_df[S.QC_FLAGS].fillna(0).to_numpy().astype(np.uint32)
+    n_ids = new_df[S.INDIVIDUAL_ID].to_numpy(dtype=object)
+    differs = (new_flags != stored_new) & new_ok
+    to_write = [b for b in pd.unique(n_ids[differs]) if b not in w.fallback]
+    if not to_write:
+        return out
+    table = new.set_column(new.schema.get_field_index(S.QC_FLAGS), S.QC_FLAGS, pa.array(new_flags, pa.uint32()))
+    n_bounds = _runs(n_ids)
+    batch_id = new_batch_id()
+    with st.lock("qc") if lock else nullcontext():
+        parts, replaced = [], []
+        for b in to_write:
+            a, z = n_bounds[b]
+            parts.append(write_rewrite_part(st, batch_id, table.slice(a, z - a), fsync=False))
+            replaced.extend(st.relative(f) for f in w.new_files[b])
+        if not st.is_remote:
+            os.sync()  # every part durable before the commit names them
+        st.commit_rewrite(batch_id, "qc", parts, replaced, message=f"now={now.isoformat()} (tail)")
+    out.batch_id, out.rewritten = batch_id, len(to_write)
+    return out
+
+
+def _per_row(ids: np.ndarray, values: Mapping[str, int], default: int) -> np.ndarray:
+    """int64 ``values[id]`` of every row (``default`` for ids not in it), exact (no float detour)."""
+    keys = list(values)
+    table = np.append(np.array([values[k] for k in keys], dtype=np.int64), np.int64(default))
+    code = pd.Index(keys, dtype=object).get_indexer(ids)
+    return table[np.where(code < 0, len(keys), code)]
+
+
+def _runs(ids: np.ndarray) -> dict[Any, tuple[int, int]]:
+    """``id -> (first row, end row)`` of runs of equal ids (rows sorted by id)."""
+    if len(ids) == 0:
+        return {}
+    starts = np.concatenate([[0], np.flatnonzero(ids[1:] != ids[:-1]) + 1])
+    ends = np.append(starts[1:], len(ids))
+    return {ids[a]: (int(a), int(z)) for a, z in zip(starts, ends)}
+
+
+def window_fixes(w: Windows, qc: TailQC) -> pd.DataFrame:
+    """Old window rows and new rows (with tonight's flags) of the tail birds, sorted by bird and time."""
+    new_df = w.new.select(OLD_COLUMNS).to_pandas()
+    new_df[S.QC_FLAGS] = qc.flags_new.to_numpy()
+    birds = w.birds
+    frame = pd.concat([w.old[w.old[S.INDIVIDUAL_ID].isin(birds)], new_df[new_df[S.INDIVIDUAL_ID].isin(birds)]],
+                      ignore_index=True)
+    return frame.sort_values([S.INDIVIDUAL_ID, S.TIMESTAMP], kind="mergesort", ignore_index=True)
+
+
+# ------------------------------------------------------------------------------------------ stops
+def _exact_bounds(st: Store, w: Windows, birds: list[str], stop_options: Mapping[str, Any],
+                  snapshot) -> dict[str, float]:
+    """Upper medians of the clean intervals of whole tracks, before and after the night (max of both).
+
+    For birds whose bound is not in the state yet (a store from before it
+    was kept): one read of four columns of their whole track.
+    """
+    if not birds:
+        return {}
+    cols = [S.INDIVIDUAL_ID, S.SPECIES, S.TIMESTAMP, S.LON, S.LAT, S.QC_FLAGS]
+    fixes = st.scan_fixes(individuals=birds, columns=cols, snapshot=snapshot).to_pandas()
+    after = whole_bounds(fixes, stop_options)
+    since = fixes[S.INDIVIDUAL_ID].map({b: w.since[b] for b in birds})
+    before = whole_bounds(fixes[(fixes[S.TIMESTAMP] <= since).to_numpy()], stop_options)
+    return {b: max(after.get(b, np.nan), before.get(b, np.nan)) for b in birds}
+
+
+def tail_stops(st: Store, w: Windows, fixes: pd.DataFrame, old_stops: pd.DataFrame, bounds: Mapping[str, float],
+               stop_options: Mapping[str, Any]) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Every stop of each tail bird (kept stored ones + the window's), labelled; and new median bounds.
+
+    ``fixes`` from :func:`window_fixes`; ``bounds`` the birds' stored upper
+    bounds of the median interval (ns). Birds whose threshold cannot be
+    proved unchanged join ``w.fallback`` and are left out.
+    """
+    from flyway.analysis.params import load_species_config
+    from flyway.analysis.seasons import label_stops
+    from flyway.analysis.stops import _utc_ns, detect_stops
+
+    opts = dict(stop_options)
+    cfg = opts.pop("species_config", None) or load_species_config()
+    method = opts.pop("method", "flyway")
+    max_diameter, min_duration = opts.pop("max_diameter", 2000.0), opts.pop("min_duration", "24h")
+    ids = fixes[S.INDIVIDUAL_ID].to_numpy(dtype=object)
+    t = _utc_ns(fixes[S.TIMESTAMP])
+    flags = fixes[S.QC_FLAGS].fillna(0).to_numpy().astype(np.uint32)
+    finite = np.isfinite(fixes[S.LON].to_numpy(float)) & np.isfinite(fixes[S.LAT].to_numpy(float))
+    species = fixes[S.SPECIES].fillna("").astype(str).to_numpy()
+    runs = _runs(ids)
+    limits: dict[str, float] = {}
+    new_bounds: dict[str, float] = {}
+    unknown = [b for b in w.birds if not pd.isna(w.start[b]) and np.isnan(bounds.get(b, np.nan))]
+    bounds = {**bounds, **_exact_bounds(st, w, unknown, stop_options, st.snapshot())}
+    params = {sp: cfg.stops(sp or None, method=method, max_diameter_m=max_diameter, min_duration=min_duration,
+                            **opts) for sp in pd.unique(species)}
+    ignore = pd.Series(species).map({sp: p.ignore_flags for sp, p in params.items()}).to_numpy(np.uint32)
+    ok = finite & ((flags & ignore) == 0)
+    id_s = pd.Series(ids)
+    whole_birds = [b for b in w.birds if pd.isna(w.start[b])]
+    since_row = _per_row(ids, {b: w.since[b].value for b in w.birds}, np.iinfo(np.int64).max)
+    old_ok = np.flatnonzero(ok & (t <= since_row))
+    last_old = pd.Series(old_ok).groupby(ids[old_ok]).last() if len(old_ok) else pd.Series(dtype=np.int64)
+    tail = ok & (t > since_row)
+    tail[last_old.to_numpy(np.int64)] = True  # the interval from the last old clean fix to the first new one
+    exact = gap_dt_hi(ids, t, ok & id_s.isin(whole_birds).to_numpy())
+    night = gap_dt_hi(ids, t, tail & ~id_s.isin(whole_birds).to_numpy())
+    for b in w.birds:
+        if b not in runs:
+            w.fallback.add(b)
+            continue
+        if pd.isna(w.start[b]):  # the whole track: its own threshold, an exact bound
+            new_bounds[b] = exact.get(b, np.nan)
+            continue
+        p = params[species[runs[b][0]]]
+        hi = night.get(b, np.nan)
+        bound = max(bounds.get(b, np.nan), hi) if not np.isnan(hi) else bounds.get(b, np.nan)
+        gap_min = float(p.gap_max.value)
+        if method != "flyway" or np.isnan(bound) or b not in last_old.index or p.gap_factor * bound > gap_min:
+            w.fallback.add(b)
+            continue
+        limits[b], new_bounds[b] = gap_min, bound
+    birds = w.birds
+    first = {b: (w.stop_start[b].value if not pd.isna(w.stop_start.get(b, pd.NaT)) else np.iinfo(np.int64).min)
+             for b in birds}
+    stop_from = _per_row(ids, first, np.iinfo(np.int64).max)
+    use = id_s.isin(birds).to_numpy() & (t >= stop_from)
+    found = detect_stops(fixes[use], method=method, max_diameter=max_diameter, min_duration=min_duration,
+                         species_config=cfg, gap_limits=limits, with_life_stage=True, **opts)
+    found = found[found[S.INDIVIDUAL_ID].isin(birds)]
+    from flyway.analysis.countries import country_of
+
+    if len(found):
+        found = found.assign(**{S.COUNTRY: country_of(found[S.LON].to_numpy(), found[S.LAT].to_numpy())})
+    old = old_stops[old_stops[S.INDIVIDUAL_ID].isin(birds)]
+    cut = old[S.INDIVIDUAL_ID].map({b: w.stop_start[b] for b in birds})
+    kept = old[(pd.to_datetime(old[S.START_TIME], utc=True) < pd.to_datetime(cut, utc=True)).fillna(False).to_numpy()]
+    parts = [x for x in (kept.assign(_kept=True), found.assign(_kept=False)) if len(x)]
+    stops = pd.concat(parts, ignore_index=True) if parts else found.assign(_kept=False)
+    stops = stops.sort_values([S.INDIVIDUAL_ID, S.START_TIME], kind="mergesort", ignore_index=True)
+    if len(stops):
+        # labels of the window's stops see the kept stop before them; the kept stops keep their own
+        # (their neighbours are final stops, and the stored table has no life stage to redo them)
+        kind, season = label_stops(stops, cfg)
+        fresh = ~stops["_kept"].to_numpy(dtype=bool)
+        stops.loc[fresh, S.KIND] = kind[fresh]
+        stops.loc[fresh, S.SEASON] = season[fresh]
+    return stops[S.STOPS.names], {b: v for b, v in new_bounds.items() if b not in w.fallback}
+
+
+# ------------------------------------------------------------------------------------------- tags
+def tail_tags(w: Windows, fixes: pd.DataFrame, before: pd.DataFrame, params) -> tuple[pd.DataFrame, list[str]]:
+    """Tag summaries (:func:`flyway.alerts.tag_summaries`) of the tail birds from their windows.
+
+    Returns the summaries and the birds whose window cannot give them exactly
+    (too few fixes for the usual interval, or no fix farther than the
+    mortality radius from the last one): those need their whole track.
+    """
+    from flyway import alerts as A
+    from flyway.geo import haversine_m
+
+    birds = w.birds
+    fx = fixes[fixes[S.INDIVIDUAL_ID].isin(birds)]
+    if fx.empty:
+        return pd.DataFrame(columns=before.columns if len(before.columns) else None), []
+    summ = A.tag_summaries(fx).set_index(S.INDIVIDUAL_ID)
+    prev = before.set_index(S.INDIVIDUAL_ID)
+    ids = fx[S.INDIVIDUAL_ID].to_numpy(dtype=object)
+    t = fx[S.TIMESTAMP].to_numpy(dtype="datetime64[us]").astype(np.int64)
+    flagged = fx[S.QC_FLAGS].to_numpy() != 0
+    lon, lat = fx[S.LON].to_numpy(float), fx[S.LAT].to_numpy(float)
+    runs = _runs(ids)
+    whole: list[str] = []
+    rows = []
+    for b in birds:
+        if b not in runs or b not in prev.index:
+            whole.append(b)
+            continue
+        a, z = runs[b]
+        exact = pd.isna(w.start[b])
+        new = t[a:z] > w.since[b].value // 1000
+        clean = np.flatnonzero(~flagged[a:z])
+        far_ok = exact
+        if not exact and clean.size:
+            c = a + clean
+            far_ok = bool((haversine_m(lon[c], lat[c], lon[c[-1]], lat[c[-1]]) > params.mortality_radius_m).any())
+        if not exact and ((z - a) <= A.USUAL_INTERVALS or not far_ok):
+            whole.append(b)
+            continue
+        s, p = summ.loc[b].copy(), prev.loc[b]
+        if not exact:
+            s["n_fixes"] = int(p["n_fixes"]) + int(new.sum())
+            s["n_flagged"] = int(p["n_flagged"]) + int(flagged[a:z][new].sum())
+            if clean.size == 0 and int(p["n_flagged"]) < int(p["n_fixes"]):
+                s[S.LON], s[S.LAT] = p[S.LON], p[S.LAT]  # the last clean fix lies before the window
+        rows.append(s.rename(b))
+    tags = pd.DataFrame(rows).rename_axis(S.INDIVIDUAL_ID).reset_index() if rows else summ.iloc[:0].reset_index()
+    return tags, whole
