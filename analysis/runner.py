@@ -140,15 +140,18 @@ def run_qc(store: str | os.PathLike[str] | Store, now: Any = None, species_confi
 
 # --------------------------------------------------------------------------------------- stops
 def _stops_task(store_url: str, group: list[str], snapshot: tuple[set[str], set[str]],
-                kwargs: dict[str, Any]) -> pd.DataFrame:
-    """Pure function of its inputs: the stops of some individuals of a store snapshot.
+                kwargs: dict[str, Any], boundaries=None) -> pd.DataFrame:
+    """Pure function of its inputs: the stops of some individuals of a store snapshot, with countries.
 
     Takes the store as a string (absolute path or URL) and opens it itself,
     so a dask worker on another host needs no shared disk for an ``s3://`` store.
     """
     st = Store(store_url)
     frame = st.scan_fixes(individuals=group, columns=STOP_COLUMNS, snapshot=snapshot).to_pandas()
-    return detect_stops(frame, **kwargs)
+    stops = detect_stops(frame, **kwargs)
+    if len(stops):
+        stops[S.COUNTRY] = country_of(stops[S.LON].to_numpy(), stops[S.LAT].to_numpy(), boundaries)
+    return stops
 
 
 def run_stops(store: str | os.PathLike[str] | Store, method: str = "flyway", max_diameter: float = 2000.0,
@@ -168,13 +171,13 @@ def run_stops(store: str | os.PathLike[str] | Store, method: str = "flyway", max
     snap = st.snapshot()
     inds = individuals(st, only=individuals_only)
     kwargs = dict(method=method, max_diameter=max_diameter, min_duration=min_duration, **options)
-    task = partial(_stops_task, st.url, snapshot=snap, kwargs=kwargs)
+    task = partial(_stops_task, st.url, snapshot=snap, kwargs=kwargs, boundaries=boundaries)
     frames: list[pd.DataFrame] = []
     with resolve_client(client, scheduler) as c:
         total = sum(i.fixes for i in inds)
-        if c is not None:  # several groups per worker thread, so the cluster stays busy to the end
+        if c is not None:  # many groups per worker thread, so every worker stays busy to the end
             threads = max(1, sum(c.nthreads().values()))
-            groups = group_individuals(inds, max(50_000, min(GROUP_FIXES, total // (4 * threads) + 1)))
+            groups = group_individuals(inds, max(50_000, min(GROUP_FIXES, total // (16 * threads) + 1)))
         else:
             groups = group_individuals(inds)
         if c is None:
@@ -188,8 +191,6 @@ def run_stops(store: str | os.PathLike[str] | Store, method: str = "flyway", max
     frames = [f for f in frames if len(f)]
     stops = pd.concat(frames, ignore_index=True) if frames else S.STOPS.empty().to_pandas()
     stops = stops.sort_values([S.INDIVIDUAL_ID, S.START_TIME], kind="mergesort", ignore_index=True)
-    if len(stops):
-        stops[S.COUNTRY] = country_of(stops[S.LON].to_numpy(), stops[S.LAT].to_numpy(), boundaries)
     if write:
         params = stop_params(method, max_diameter, min_duration, **options).as_metadata()
         with st.lock("stops") if lock else nullcontext():

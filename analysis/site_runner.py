@@ -16,7 +16,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import geopandas as gpd
 import pandas as pd
@@ -71,13 +71,19 @@ def write_sites(st: Store, sites: gpd.GeoDataFrame, params: dict[str, Any]) -> P
                          geometry_types=["Polygon", "MultiPolygon"])
 
 
-def run_sites(store, params=None) -> gpd.GeoDataFrame:
-    """Cluster the store's stops into sites; share of tracked birds per species from the store."""
+def run_sites(store, params=None, tracked: Mapping[str, int] | None = None) -> gpd.GeoDataFrame:
+    """Cluster the store's stops into sites; share of tracked birds per species from the store.
+
+    ``tracked`` (birds per species) saves reading every part file's footer
+    when the caller knows it (the nightly state does).
+    """
     st = _store(store)
     stops = _stops(st)
-    tracked: dict[str, int] = {}
-    for ind in individuals(st):
-        tracked[ind.species] = tracked.get(ind.species, 0) + 1
+    if tracked is None:
+        tracked = {}
+        for ind in individuals(st):
+            tracked[ind.species] = tracked.get(ind.species, 0) + 1
+    tracked = dict(tracked)
     sites = find_sites(stops, params, n_tracked=tracked)
     meta = sites.attrs.get("flyway_params", {})
     with st.lock("sites"):

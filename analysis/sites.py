@@ -1,7 +1,8 @@
 """Sites: stops of all individuals clustered into the places the birds depend on.
 
-Stops of one species are clustered on the sphere (haversine metric, BallTree)
-with DBSCAN (default) or HDBSCAN. Each site becomes a polygon: the convex hull
+Stops of one species are clustered on the sphere (great-circle distance; a
+k-d tree of unit vectors, whose chord length orders pairs as the great-circle
+distance does) with DBSCAN (default) or HDBSCAN. Each site becomes a polygon: the convex hull
 of its stop centroids, buffered by the larger of ``buffer_m`` and the widest
 stop radius, built in a sinusoidal projection centred on the site (equal-area,
 exact distances along parallels and meridians near the centre) so a 2 km
@@ -26,7 +27,7 @@ import pandas as pd
 import shapely
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from sklearn.neighbors import BallTree
+from scipy.spatial import cKDTree
 
 from flyway import schema as S
 from flyway.analysis._geodesy import EARTH_RADIUS_M  # IUGG mean radius
@@ -99,28 +100,34 @@ def _params_for(params: SiteParamsLike, species: str) -> SiteParams:
 # ---------------------------------------------------------------------------
 # clustering kernels (arrays in radians, distances in metres)
 # ---------------------------------------------------------------------------
-def _radius_pairs(tree: BallTree, X: np.ndarray, r: float, start: int, stop: int):
-    ind = tree.query_radius(X[start:stop], r=r)
-    counts = np.fromiter((len(a) for a in ind), dtype=np.int64, count=len(ind))
-    rows = np.repeat(np.arange(start, stop), counts)
-    cols = np.concatenate(ind) if len(ind) else np.empty(0, dtype=np.int64)
-    return rows, cols
+def _unit(X: np.ndarray) -> np.ndarray:
+    """(lat, lon) radians as unit vectors: chord length orders pairs as the great-circle distance does."""
+    lat, lon = X[:, 0], X[:, 1]
+    return np.column_stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
+
+
+def _chord(angle_rad: float) -> float:
+    """The chord of a great-circle angle (a haversine radius as a k-d tree radius)."""
+    return 2.0 * np.sin(min(angle_rad, np.pi) / 2.0)
 
 
 def _linked_components(X: np.ndarray, eps_rad: float) -> np.ndarray:
     """Connected components of the graph 'closer than eps' (single linkage).
 
-    Neighbourhoods are queried in chunks and folded into the labels at once,
-    so memory stays bounded by one chunk's neighbours, not all pairs.
+    Neighbour pairs come from a k-d tree of unit vectors, a chunk of query
+    points at a time, and are folded into the labels at once, so memory stays
+    bounded by one chunk's neighbours, not all pairs.
     """
     n = X.shape[0]
     labels = np.arange(n)
     if n == 0:
         return labels
-    tree = BallTree(X, metric="haversine")
+    P = _unit(X)
+    tree, r = cKDTree(P), _chord(eps_rad)
     for start in range(0, n, _QUERY_CHUNK):
-        rows, cols = _radius_pairs(tree, X, eps_rad, start, min(n, start + _QUERY_CHUNK))
-        a, b = labels[rows], labels[cols]
+        stop = min(n, start + _QUERY_CHUNK)
+        pairs = cKDTree(P[start:stop]).sparse_distance_matrix(tree, r, output_type="ndarray")
+        a, b = labels[pairs["i"] + start], labels[pairs["j"]]
         keep = a != b
         if not keep.any():
             continue
@@ -140,12 +147,10 @@ def _dbscan_haversine(X: np.ndarray, eps_rad: float, min_samples: int) -> np.nda
     n = X.shape[0]
     if min_samples <= 1:
         return _linked_components(X, eps_rad)
-    tree = BallTree(X, metric="haversine")
-    counts = np.concatenate([
-        tree.query_radius(X[s:s + _QUERY_CHUNK], r=eps_rad, count_only=True)
-        for s in range(0, n, _QUERY_CHUNK)
-    ]) if n else np.empty(0, dtype=np.int64)
-    core = counts >= min_samples
+    P = _unit(X)
+    r = _chord(eps_rad)
+    counts = cKDTree(P).query_ball_point(P, r, return_length=True) if n else np.empty(0, dtype=np.int64)
+    core = np.asarray(counts) >= min_samples
     labels = np.full(n, -1, dtype=np.int64)
     if not core.any():
         return labels
@@ -153,9 +158,9 @@ def _dbscan_haversine(X: np.ndarray, eps_rad: float, min_samples: int) -> np.nda
     labels[core_idx] = _linked_components(X[core_idx], eps_rad)
     border = np.flatnonzero(~core)
     if border.size:
-        dist, nearest = BallTree(X[core_idx], metric="haversine").query(X[border], k=1)
-        reached = dist[:, 0] <= eps_rad
-        labels[border[reached]] = labels[core_idx[nearest[reached, 0]]]
+        dist, nearest = cKDTree(P[core_idx]).query(P[border], k=1)
+        reached = dist <= r
+        labels[border[reached]] = labels[core_idx[nearest[reached]]]
     return labels
 
 

@@ -222,11 +222,12 @@ def country_entries(fixes: pd.DataFrame, countries: np.ndarray) -> pd.DataFrame:
     ``countries`` is the ISO3 code of every row of ``fixes`` (None outside
     every country); rows are sorted by individual and time.
     """
-    frame = pd.DataFrame({S.INDIVIDUAL_ID: fixes[S.INDIVIDUAL_ID].to_numpy(dtype=object),
-                          S.SPECIES: fixes[S.SPECIES].to_numpy(dtype=object), S.COUNTRY: countries,
-                          S.TIME: fixes[S.TIMESTAMP].to_numpy(), S.LON: fixes[S.LON].to_numpy(float),
-                          S.LAT: fixes[S.LAT].to_numpy(float)})
-    frame = frame[(fixes[S.QC_FLAGS].to_numpy() == 0) & pd.notna(countries)]
+    keep = (fixes[S.QC_FLAGS].to_numpy() == 0) & pd.notna(countries)
+    fx = fixes[keep]
+    frame = pd.DataFrame({S.INDIVIDUAL_ID: fx[S.INDIVIDUAL_ID].to_numpy(dtype=object),
+                          S.SPECIES: fx[S.SPECIES].to_numpy(dtype=object), S.COUNTRY: np.asarray(countries)[keep],
+                          S.TIME: pd.to_datetime(fx[S.TIMESTAMP], utc=True).reset_index(drop=True),
+                          S.LON: fx[S.LON].to_numpy(float), S.LAT: fx[S.LAT].to_numpy(float)})
     return frame.drop_duplicates([S.INDIVIDUAL_ID, S.COUNTRY], keep="first").reset_index(drop=True)
 
 

@@ -322,10 +322,13 @@ def _analyse(st: Store, cfg: NightlyConfig, work: Plan, state: NightlyState, sch
                       individuals_tail_fallback=sorted(w.fallback) if work.tails else [],
                       individuals_whole=_whole(ids, work.tails, w.fallback if work.tails else set()) or [])
         _fault("after_stops")
-        out.extend(_site_stages(st, cfg, upd, state, stages, counts))
-        _fault("after_sites")
+    before = state.tags  # the previous night's tags: what a "new" stop is
     with measure(stages, "tags"):
         out.append(_tag_alerts(st, cfg, ids, state, now, work.nothing, tail))
+    if not work.nothing:
+        tracked = state.tags.groupby(S.SPECIES)[S.INDIVIDUAL_ID].nunique().to_dict() if len(state.tags) else None
+        out.extend(_site_stages(st, cfg, upd, before, tracked, stages, counts))
+        _fault("after_sites")
     state.batches, state.params_key = batches, params_key(cfg.analysis_params())
     return pd.concat([a for a in out if len(a)] or [A.empty_alerts()], ignore_index=True)
 
@@ -335,7 +338,12 @@ def _whole(ids: list[str] | None, tails: dict, fallback: set[str]) -> list[str] 
     return None if ids is None else [i for i in ids if i not in tails or i in fallback]
 
 
-def _site_stages(st: Store, cfg: NightlyConfig, upd, state: NightlyState, stages, counts) -> list[pd.DataFrame]:
+def _site_stages(st: Store, cfg: NightlyConfig, upd, before: pd.DataFrame, tracked, stages,
+                 counts) -> list[pd.DataFrame]:
+    """Sites, coverage and exposure from the updated stops; alerts on the night's new stops.
+
+    ``before`` are the previous night's tag summaries, ``tracked`` the birds per species.
+    """
     from flyway.analysis.site_runner import run_coverage, run_exposure, run_sites
     from flyway.analysis.sites import SiteParams, assign_sites
 
@@ -344,9 +352,9 @@ def _site_stages(st: Store, cfg: NightlyConfig, upd, state: NightlyState, stages
         return []
     params = SiteParams(eps_m=cfg.site_eps_km * 1000.0, buffer_m=cfg.site_buffer_km * 1000.0)
     with measure(stages, "sites"):
-        sites = run_sites(st, params)
+        sites = run_sites(st, params, tracked=tracked)
     counts["sites"] = len(sites)
-    new_stops = _new_stops(upd.recomputed, state)
+    new_stops = _new_stops(upd.recomputed, before)
     out = []
     if cfg.protected_areas is not None:
         with measure(stages, "coverage"):
@@ -360,11 +368,11 @@ def _site_stages(st: Store, cfg: NightlyConfig, upd, state: NightlyState, stages
     return out
 
 
-def _new_stops(recomputed: pd.DataFrame, state: NightlyState) -> pd.DataFrame:
+def _new_stops(recomputed: pd.DataFrame, tags: pd.DataFrame) -> pd.DataFrame:
     """Stops that reach past the individual's last fix of the previous night (or all of a new bird)."""
     if recomputed.empty:
         return recomputed
-    before = state.tags.set_index(S.INDIVIDUAL_ID)["last_time"] if len(state.tags) else pd.Series(dtype=object)
+    before = tags.set_index(S.INDIVIDUAL_ID)["last_time"] if len(tags) else pd.Series(dtype=object)
     prev = pd.to_datetime(recomputed[S.INDIVIDUAL_ID].map(before), utc=True)
     end = pd.to_datetime(recomputed[S.END_TIME], utc=True)
     return recomputed[(prev.isna() | (end > prev)).to_numpy()]
@@ -384,11 +392,11 @@ def _tag_alerts(st: Store, cfg: NightlyConfig, ids: list[str] | None, state: Nig
         species_cfg = load_species_config(cfg.species_config)
         summaries = []
 
-        def alerts_of(fixes: pd.DataFrame, tags: pd.DataFrame) -> None:
+        def alerts_of(fixes: pd.DataFrame, tags: pd.DataFrame, fresh: pd.DataFrame | None = None) -> None:
             windows = {sp: species_cfg.seasons(sp).window_md("breeding_window") for sp in tags[S.SPECIES].unique()}
             out.append(A.possible_mortality(fixes, cfg.alerts, windows))
             out.append(A.qc_spikes(before, tags, cfg.alerts))
-            out.append(A.country_alerts(fixes, before, state.countries))
+            out.append(A.country_alerts(fixes if fresh is None else fresh, before, state.countries))
             summaries.append(tags)
 
         whole = ids
@@ -396,7 +404,9 @@ def _tag_alerts(st: Store, cfg: NightlyConfig, ids: list[str] | None, state: Nig
             w, fixes_w = tail
             tags, need_whole = tail_tags(w, fixes_w, before, cfg.alerts)
             if len(tags):
-                alerts_of(fixes_w[fixes_w[S.INDIVIDUAL_ID].isin(tags[S.INDIVIDUAL_ID])], tags)
+                mine = fixes_w[fixes_w[S.INDIVIDUAL_ID].isin(tags[S.INDIVIDUAL_ID])]
+                since = pd.to_datetime(mine[S.INDIVIDUAL_ID].map(w.since), utc=True)
+                alerts_of(mine, tags, mine[(mine[S.TIMESTAMP] > since).to_numpy()])
             done = set(tags[S.INDIVIDUAL_ID])
             whole = [i for i in ids if i not in done]
         snap = st.snapshot()

@@ -142,12 +142,13 @@ def read_windows(st: Store, since: Mapping[str, pd.Timestamp], new_batches: set[
     new_files = {b: [f for f in fs if batch_of_part(f.name) in new_batches] for b, fs in by_bird.items()}
     old_files = [f for fs in by_bird.values() for f in fs if batch_of_part(f.name) not in new_batches]
     stop_start, start = {}, {}
-    stops = old_stops.sort_values([S.INDIVIDUAL_ID, S.START_TIME], kind="mergesort")
-    grouped = {k: g for k, g in stops.groupby(S.INDIVIDUAL_ID, sort=False)} if len(stops) else {}
+    stops = old_stops[old_stops[S.INDIVIDUAL_ID].isin(birds)].sort_values([S.INDIVIDUAL_ID, S.START_TIME],
+                                                                         kind="mergesort")
+    back = stops.groupby(S.INDIVIDUAL_ID, sort=False).cumcount(ascending=False).to_numpy()
+    nth = stops[back == KEEP_BACK - 1]  # each bird's third-to-last stop
+    first = dict(zip(nth[S.INDIVIDUAL_ID], pd.to_datetime(nth[S.START_TIME], utc=True)))
     for b in birds:
-        g = grouped.get(b)
-        s0 = (pd.Timestamp(g[S.START_TIME].iloc[-KEEP_BACK]) if g is not None and len(g) >= KEEP_BACK
-              else pd.NaT)
+        s0 = first.get(b, pd.NaT)
         stop_start[b] = s0
         start[b] = pd.NaT if pd.isna(s0) else min(s0, since[b] - LOOKBACK)
     old = _read_old(st, old_files, start)
@@ -174,7 +175,7 @@ def _files_by_bird(st: Store, files: list[Any]) -> dict[str, list[Any]]:
     return out
 
 
-def _read_table(st: Store, files: list[Any], columns: list[str], expr=None) -> pa.Table:
+def _read_table(st: Store, files: list[Any], columns: list[str], expr=None, sort: bool = True) -> pa.Table:
     from flyway import store_remote as remote
 
     if not files:
@@ -184,7 +185,18 @@ def _read_table(st: Store, files: list[Any], columns: list[str], expr=None) -> p
     else:
         dataset = ds.dataset([str(f) for f in files], format="parquet", schema=S.FIXES.arrow_schema())
         table = dataset.to_table(columns=columns, filter=expr)
-    return table.sort_by([(S.INDIVIDUAL_ID, "ascending"), (S.TIMESTAMP, "ascending")])
+    return _sorted(table) if sort else table
+
+
+def _sorted(table: pa.Table) -> pa.Table:
+    """By individual and time, ties in file order (as ``Store.scan_fixes``): a stable sort on integer keys."""
+    if table.num_rows == 0:
+        return table
+    codes = pc.dictionary_encode(table.column(S.INDIVIDUAL_ID)).combine_chunks()
+    rank = pc.rank(codes.dictionary, sort_keys="ascending", tiebreaker="first")
+    key = pa.table({"b": pc.take(rank, codes.indices), "t": table.column(S.TIMESTAMP),
+                    "r": pa.array(np.arange(table.num_rows))})
+    return table.take(pc.sort_indices(key, sort_keys=[("b", "ascending"), ("t", "ascending"), ("r", "ascending")]))
 
 
 OLD_COLUMNS = [S.INDIVIDUAL_ID, S.SPECIES, S.TIMESTAMP, S.LON, S.LAT, S.HDOP, S.SATELLITES, S.QC_FLAGS,
@@ -197,15 +209,18 @@ def _read_old(st: Store, files: list[Any], start: Mapping[str, pd.Timestamp]) ->
     expr = None
     if finite and len(finite) == len(start):
         expr = ds.field(S.TIMESTAMP) >= pa.scalar(min(finite).to_pydatetime(), S.TIMESTAMP_TYPE)
-    table = _read_table(st, files, OLD_COLUMNS, expr)
+    table = _read_table(st, files, OLD_COLUMNS, expr, sort=False)
     birds = sorted(start)
     lows = pa.array([start[b].value // 1000 if not pd.isna(start[b]) else np.iinfo(np.int64).min for b in birds],
                     pa.int64())
     code = pc.index_in(table.column(S.INDIVIDUAL_ID), value_set=pa.array(birds, pa.string()))
     low = pc.take(lows, code)
     t_us = pc.cast(table.column(S.TIMESTAMP), pa.int64())
-    table = table.filter(pc.greater_equal(t_us, low))
-    return table.to_pandas()
+    table = _sorted(table.filter(pc.greater_equal(t_us, low)))
+    frame = table.to_pandas()
+    for c in (S.INDIVIDUAL_ID, S.SPECIES, S.LIFE_STAGE):  # converted once, not by every later step
+        frame[c] = frame[c].to_numpy(dtype=object)
+    return frame
 
 
 # ------------------------------------------------------------------------------------------- QC
@@ -317,10 +332,14 @@ def window_fixes(w: Windows, qc: TailQC) -> pd.DataFrame:
     """Old window rows and new rows (with tonight's flags) of the tail birds, sorted by bird and time."""
     new_df = w.new.select(OLD_COLUMNS).to_pandas()
     new_df[S.QC_FLAGS] = qc.flags_new.to_numpy()
+    for c in (S.INDIVIDUAL_ID, S.SPECIES, S.LIFE_STAGE):
+        new_df[c] = new_df[c].to_numpy(dtype=object)
     birds = w.birds
     frame = pd.concat([w.old[w.old[S.INDIVIDUAL_ID].isin(birds)], new_df[new_df[S.INDIVIDUAL_ID].isin(birds)]],
                       ignore_index=True)
-    return frame.sort_values([S.INDIVIDUAL_ID, S.TIMESTAMP], kind="mergesort", ignore_index=True)
+    # each part is sorted by bird and time and a bird's new rows follow its old ones: a stable sort by bird
+    code = pd.factorize(frame[S.INDIVIDUAL_ID], sort=True)[0]
+    return frame.take(np.argsort(code, kind="stable")).reset_index(drop=True)
 
 
 # ------------------------------------------------------------------------------------------ stops
