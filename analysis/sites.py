@@ -116,14 +116,19 @@ def _linked_components(X: np.ndarray, eps_rad: float) -> np.ndarray:
 
     Neighbour pairs come from a k-d tree of unit vectors, a chunk of query
     points at a time, and are folded into the labels at once, so memory stays
-    bounded by one chunk's neighbours, not all pairs.
+    bounded by one chunk's neighbours, not all pairs. Dense data (stops
+    crowd at their sites) go through cells instead (:func:`_cell_components`).
     """
     n = X.shape[0]
     labels = np.arange(n)
     if n == 0:
         return labels
     P = _unit(X)
-    tree, r = cKDTree(P), _chord(eps_rad)
+    r = _chord(eps_rad)
+    cells = _cells(P, r)
+    if len(cells[0]) * _DENSE <= n:
+        return np.unique(_cell_components(P, r, *cells), return_inverse=True)[1]
+    tree = cKDTree(P)
     for start in range(0, n, _QUERY_CHUNK):
         stop = min(n, start + _QUERY_CHUNK)
         pairs = cKDTree(P[start:stop]).sparse_distance_matrix(tree, r, output_type="ndarray")
@@ -135,6 +140,49 @@ def _linked_components(X: np.ndarray, eps_rad: float) -> np.ndarray:
         _, comp = connected_components(graph, directed=False)
         labels = comp[labels]
     return np.unique(labels, return_inverse=True)[1]
+
+
+_DENSE = 8  # at least this many points per occupied cell on average: link cells, not point pairs
+
+
+def _cells(P: np.ndarray, r: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cubes of side just under r/sqrt(3) (two points in one cube lie within r): cells, cell of each point."""
+    h = r / np.sqrt(3.0) * (1.0 - 1e-9)
+    cells, cell_of = np.unique(np.floor(P / h).astype(np.int64), axis=0, return_inverse=True)
+    return cells, cell_of.ravel()
+
+
+def _cell_components(P: np.ndarray, r: float, cells: np.ndarray, cell_of: np.ndarray) -> np.ndarray:
+    """Single-linkage components through cells: the points of a cell are linked to each other, and
+    two cells (at most two cells apart on every axis) are linked when some pair across lies within r."""
+    m = len(cells)
+    order = np.argsort(cell_of, kind="stable")
+    bounds = np.searchsorted(cell_of[order], np.arange(m + 1))
+    members = [P[order[bounds[i]:bounds[i + 1]]] for i in range(m)]
+    index = {tuple(c): i for i, c in enumerate(cells.tolist())}
+    offsets = [(dx, dy, dz) for dx in range(-2, 3) for dy in range(-2, 3) for dz in range(-2, 3)
+               if (dx, dy, dz) > (0, 0, 0)]
+    parent = list(range(m))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    trees: dict[int, cKDTree] = {}
+    for i, (x, y, z) in enumerate(cells.tolist()):
+        for dx, dy, dz in offsets:
+            j = index.get((x + dx, y + dy, z + dz))
+            if j is None or find(i) == find(j):
+                continue
+            a, b = (i, j) if len(members[i]) <= len(members[j]) else (j, i)
+            tree = trees.get(b) or trees.setdefault(b, cKDTree(members[b]))
+            d, _ = tree.query(members[a], k=1, distance_upper_bound=r * (1.0 + 1e-9))
+            if (d <= r).any():
+                parent[find(i)] = find(j)
+    root = np.array([find(i) for i in range(m)], dtype=np.int64)
+    return root[cell_of]
 
 
 def _dbscan_haversine(X: np.ndarray, eps_rad: float, min_samples: int) -> np.ndarray:

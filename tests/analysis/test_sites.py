@@ -108,9 +108,11 @@ def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.all((a[:, None] == a[None, :]) == (b[:, None] == b[None, :])))
 
 
+@pytest.mark.parametrize("dense", [0, 10**9], ids=["through-cells", "point-pairs"])
 @pytest.mark.parametrize("min_samples", [1, 3])
-def test_core_clusters_match_scikit_learn_dbscan(min_samples, monkeypatch):
+def test_core_clusters_match_scikit_learn_dbscan(min_samples, dense, monkeypatch):
     monkeypatch.setattr(sites_mod, "_QUERY_CHUNK", 7)  # many chunks: exercises the label folding
+    monkeypatch.setattr(sites_mod, "_DENSE", dense)  # both ways of linking
     rng = np.random.default_rng(min_samples)
     centres = rng.uniform([125, 33], [127, 38], size=(12, 2))
     pick = rng.integers(0, 12, 150)
@@ -127,12 +129,17 @@ def test_core_clusters_match_scikit_learn_dbscan(min_samples, monkeypatch):
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.tuples(st.floats(126.0, 126.5), st.floats(37.0, 37.3)), min_size=1, max_size=40))
-def test_single_linkage_equals_dbscan_min_samples_1(points):
+@given(st.lists(st.tuples(st.floats(126.0, 126.5), st.floats(37.0, 37.3)), min_size=1, max_size=40),
+       st.sampled_from([0, 10**9]))
+def test_single_linkage_equals_dbscan_min_samples_1(points, dense):
     X = np.radians(np.array([(la, lo) for lo, la in points]))
     eps = 4000.0 / EARTH_RADIUS_M
     ref = DBSCAN(eps=eps, min_samples=1, metric="haversine", algorithm="ball_tree").fit_predict(X)
-    assert _same_partition(sites_mod._dbscan_haversine(X, eps, 1), ref)
+    old, sites_mod._DENSE = sites_mod._DENSE, dense
+    try:
+        assert _same_partition(sites_mod._dbscan_haversine(X, eps, 1), ref)
+    finally:
+        sites_mod._DENSE = old
 
 
 def test_noise_stops_get_no_site_with_min_samples():
