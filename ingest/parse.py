@@ -148,7 +148,7 @@ def parse_batch(batch: pa.RecordBatch, lines: np.ndarray, ctx: ParseContext,
         sats_bad |= ~np.isnan(sats) & ((sats != np.round(sats)) | (sats < 0) | (sats > 1000))
     quarantine_rows(sats_bad, _src(ctx, S.SATELLITES), Q.BAD_VALUE, "not a whole number 0-1000",
                     col(S.SATELLITES), Q.VALUE)
-    sats[sats_bad] = np.nan
+    sats = np.where(sats_bad, np.nan, sats)
     speed, speed_bad = _to_float(col(S.GROUND_SPEED_MS), ctx.mapping.decimal, n)
     quarantine_rows(speed_bad, _src(ctx, S.GROUND_SPEED_MS), Q.BAD_VALUE, "not a number",
                     col(S.GROUND_SPEED_MS), Q.VALUE)
@@ -270,8 +270,13 @@ def _to_float(arr: pa.Array | None, decimal: str, n: int) -> tuple[np.ndarray, n
 
 
 def _cast_float(arr: pa.Array) -> np.ndarray | None:
+    """``arr`` as floats (NaN where null), or None when some cell is not a number.
+
+    The result may be a read-only view of Arrow memory: callers derive new
+    arrays from it rather than write into it.
+    """
     try:
-        return arr.cast(pa.float64()).to_numpy(zero_copy_only=False).astype("f8", copy=True)
+        return arr.cast(pa.float64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
 

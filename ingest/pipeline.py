@@ -15,9 +15,7 @@ import datetime as dt
 import io
 import logging
 import os
-import queue
 import shutil
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ import flyway
 from flyway import schema as S
 from flyway.errors import InputError
 from flyway.ingest import quarantine as Q
+from flyway.ingest.blocks import line_breaks, line_numbers, prefetch
 from flyway.ingest.hugepages import no_huge_pages
 from flyway.ingest.mapping import Mapping, detect_format, load_mapping
 from flyway.ingest.parse import ParseContext, parse_batch
@@ -302,7 +301,7 @@ def _read_rows(source: Source, ctx: ParseContext, delimiter: str, stager: Stager
             future = pa.scalar(now + FUTURE_TOLERANCE, S.TIMESTAMP_TYPE)
 
             def convert(batch: pa.RecordBatch, lines: np.ndarray, check_file: bool):
-                if threaded and _line_breaks(batch) is not None:
+                if threaded and line_breaks(batch) is not None:
                     raise _NeedsSerialRead()  # only the serial read numbers multi-line cells exactly
                 fixes, q = parse_batch(batch, lines, ctx, check_file=check_file)
                 fixes = apply_reference(fixes, ref)
@@ -321,9 +320,9 @@ def _read_rows(source: Source, ctx: ParseContext, delimiter: str, stager: Stager
             # this thread stages finished ones in order; a few in flight bound the memory.
             pending: collections.deque = collections.deque()
             with reader, ThreadPoolExecutor(max_workers=_PARSE_WORKERS) as pool:
-                for batch in _prefetch(reader):
-                    lines, next_line = _line_numbers(batch.num_rows, next_line, invalid)
-                    breaks = None if threaded else _line_breaks(batch)
+                for batch in prefetch(reader):
+                    lines, next_line = line_numbers(batch.num_rows, next_line, invalid)
+                    breaks = None if threaded else line_breaks(batch)
                     if breaks is not None:  # quoted cells spanning lines push later rows down
                         lines = lines + (np.cumsum(breaks) - breaks)
                         next_line += int(breaks.sum())
@@ -366,20 +365,6 @@ def _locate_encoding_errors(source: Source):
         raise InputError(f"invalid UTF-8 ({exc})", file=source.name) from exc
 
 
-def _line_breaks(batch: pa.RecordBatch) -> np.ndarray | None:
-    """Line breaks inside each row's cells (quoted multi-line values), or None when there are none."""
-    total = None
-    for column in batch.columns:
-        data = column.buffers()[2] if len(column.buffers()) > 2 else None
-        if data is None or not np.any(np.frombuffer(data, dtype=np.uint8) == 10):
-            continue  # no line break anywhere in this column: skip the per-row count
-        counts = pc.count_substring(column, "\n")
-        if pc.max(counts).as_py():
-            arr = counts.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-            total = arr if total is None else total + arr
-    return total
-
-
 def _choose_mapping(format: str | None, header_line: str) -> Mapping:
     if format is None:
         cells = next(csv.reader(io.StringIO(header_line), delimiter=_sniff_delimiter(header_line)))
@@ -407,63 +392,6 @@ def _choose_delimiter(mapping: Mapping, header_line: str, file: str) -> str:
             "(or a column mapping that declares the delimiter)", file=file, line=1)
     log.info("%s: header is %r-separated; reading it so", file, guess)
     return guess
-
-
-def _line_numbers(n: int, next_line: int, invalid: list):
-    """Physical line numbers of ``n`` good rows from ``next_line`` on, skipping lines the parser rejected.
-
-    ``invalid`` may already hold rejected lines of later blocks (the reader
-    runs ahead); they lie beyond this batch's rows and do not shift them.
-    """
-    skip = [num for num, _ in list(invalid) if num is not None and num >= next_line]
-    cand = np.arange(next_line, next_line + n + len(skip), dtype=np.int64)
-    if skip:
-        cand = cand[~np.isin(cand, skip)]
-    lines = cand[:n]
-    last = int(lines[-1]) + 1 if n else next_line
-    return lines, last
-
-
-def _prefetch(reader, depth: int = 2):
-    """Iterate ``reader`` in a background thread so CSV parsing overlaps our work on the previous block."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for batch in reader:
-                while not stop.is_set():
-                    try:
-                        q.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-        except BaseException as exc:  # handed to the consumer, raised there
-            q.put(exc)
-        finally:
-            q.put(done)
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # let a producer blocked on a full queue finish
-            try:
-                q.get(timeout=0.1)
-            except queue.Empty:
-                pass
-        thread.join()
 
 
 def _require_species(fixes: pa.Table, ctx: ParseContext) -> tuple[pa.Table, pa.Table]:

@@ -22,6 +22,7 @@ from flyway import schema as S
 from flyway.ingest import parse as P
 from flyway.ingest import quarantine as Q
 from flyway.ingest import staging as STG
+from flyway.ingest import dedup as D
 from flyway.ingest import writer as W
 from flyway.ingest.hugepages import huge_pages_disabled, no_huge_pages
 from flyway.store import Store
@@ -164,7 +165,7 @@ def test_event_id_repeats_are_the_later_rows_of_an_individual_reusing_an_id(case
         expected[i] = candidates[i] and e[i] is not None and any(
             candidates[j] and codes[j] == codes[i] and e[j] == e[i] for j in range(i))
     chunked = pa.chunked_array([events.slice(0, len(e) // 2), events.slice(len(e) // 2)])
-    assert W._event_id_repeats(codes, chunked, candidates).tolist() == expected.tolist()
+    assert D._event_id_repeats(codes, chunked, candidates).tolist() == expected.tolist()
 
 
 def test_clean_text_keeps_the_readers_array_when_nothing_changes():
