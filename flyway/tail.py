@@ -218,8 +218,13 @@ def _read_old(st: Store, files: list[Any], start: Mapping[str, pd.Timestamp]) ->
     t_us = pc.cast(table.column(S.TIMESTAMP), pa.int64())
     table = _sorted(table.filter(pc.greater_equal(t_us, low)))
     frame = table.to_pandas()
-    for c in (S.INDIVIDUAL_ID, S.SPECIES, S.LIFE_STAGE):  # converted once, not by every later step
-        frame[c] = frame[c].to_numpy(dtype=object)
+    return _objects(frame)
+
+
+def _objects(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns as numpy object arrays, converted once rather than by every later step."""
+    for c in (S.INDIVIDUAL_ID, S.SPECIES, S.LIFE_STAGE):
+        frame[c] = pd.Series(frame[c].to_numpy(dtype=object), index=frame.index, dtype=object)
     return frame
 
 
@@ -244,7 +249,7 @@ def tail_qc(st: Store, w: Windows, now: pd.Timestamp, species_config=None, lock:
     from flyway.store import new_batch_id
 
     old, new = w.old, w.new
-    new_df = new.select([c for c in OLD_COLUMNS]).to_pandas()
+    new_df = _objects(new.select(OLD_COLUMNS).to_pandas())
     o_ids = old[S.INDIVIDUAL_ID].to_numpy(dtype=object)
     o_flags = old[S.QC_FLAGS].fillna(0).to_numpy().astype(np.uint32)
     lon, lat = old[S.LON].to_numpy(float), old[S.LAT].to_numpy(float)
@@ -332,8 +337,7 @@ def window_fixes(w: Windows, qc: TailQC) -> pd.DataFrame:
     """Old window rows and new rows (with tonight's flags) of the tail birds, sorted by bird and time."""
     new_df = w.new.select(OLD_COLUMNS).to_pandas()
     new_df[S.QC_FLAGS] = qc.flags_new.to_numpy()
-    for c in (S.INDIVIDUAL_ID, S.SPECIES, S.LIFE_STAGE):
-        new_df[c] = new_df[c].to_numpy(dtype=object)
+    new_df = _objects(new_df)
     birds = w.birds
     frame = pd.concat([w.old[w.old[S.INDIVIDUAL_ID].isin(birds)], new_df[new_df[S.INDIVIDUAL_ID].isin(birds)]],
                       ignore_index=True)
