@@ -39,7 +39,8 @@ def in_window(month_day: np.ndarray, window: tuple[tuple[int, int], tuple[int, i
 
 
 def classify(midpoint: pd.Series, duration_h: np.ndarray, lat: np.ndarray, non_breeder: np.ndarray,
-             direction: np.ndarray, p: SeasonParams) -> tuple[np.ndarray, np.ndarray]:
+             direction: np.ndarray, p: SeasonParams,
+             known_kind: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Kinds and season labels of stops of one species (vectorised core).
 
     Parameters
@@ -53,6 +54,8 @@ def classify(midpoint: pd.Series, duration_h: np.ndarray, lat: np.ndarray, non_b
     direction : ndarray
         Net change of latitude (degrees) around the stop; NaN when unknown.
     p : SeasonParams
+    known_kind : object ndarray, optional
+        Kinds worked out before (missing where not), used instead of the rules.
 
     Returns
     -------
@@ -68,6 +71,8 @@ def classify(midpoint: pd.Series, duration_h: np.ndarray, lat: np.ndarray, non_b
     kind = np.where(~long_stay, S.KIND_STOPOVER,
                     np.where(breeding, S.KIND_BREEDING,
                              np.where(wintering, S.KIND_WINTERING, S.KIND_UNKNOWN))).astype(object)
+    if known_kind is not None:  # kinds worked out before (the life stage they used is not at hand)
+        kind = np.where(pd.isna(known_kind), kind, known_kind).astype(object)
 
     north = direction >= p.direction_min_deg
     south = direction <= -p.direction_min_deg
@@ -96,7 +101,8 @@ def travel_direction(stops: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def label_stops(stops: pd.DataFrame, config: SpeciesConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+def label_stops(stops: pd.DataFrame, config: SpeciesConfig | None = None,
+                known_kind: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Kind and season of every stop (rows sorted by individual and start time).
 
     Parameters
@@ -106,6 +112,9 @@ def label_stops(stops: pd.DataFrame, config: SpeciesConfig | None = None) -> tup
         ``duration_h``, ``lat``; ``life_stage`` when known.
     config : SpeciesConfig, optional
         Per-species rules (default: the shipped TOML).
+    known_kind : object ndarray, optional
+        Kinds already worked out (missing where not): kept as they are, and
+        their season labels follow from them.
 
     Returns
     -------
@@ -126,7 +135,7 @@ def label_stops(stops: pd.DataFrame, config: SpeciesConfig | None = None) -> tup
         p = cfg.seasons(name or None)
         k, s = classify(midpoint.iloc[pos].reset_index(drop=True), stops[S.DURATION_H].to_numpy()[pos],
                         stops[S.LAT].to_numpy()[pos], stage.iloc[pos].isin(p.non_breeding_life_stages).to_numpy(),
-                        direction[pos], p)
+                        direction[pos], p, None if known_kind is None else np.asarray(known_kind, dtype=object)[pos])
         kind[pos] = k
         season[pos] = s
     return kind, season

@@ -1,10 +1,10 @@
 """The nightly tail path: QC, stops and tag summaries of a bird from the end of its track only.
 
 Most nights a tag sends fixes that all follow the ones already in the store.
-For such a bird (:func:`tail_birds` decides) the nightly run reads the end of
-its track (from the start of its third-to-last stop, and at least
-:data:`LOOKBACK` before its previous newest fix) and its new part files, and
-gets exactly the rows a recompute over the whole track would give:
+For such a bird (:func:`flyway.incremental.plan` decides) the nightly run
+reads the end of its track (from the end of its third-to-last stop, and at
+least :data:`LOOKBACK` before its previous newest fix) and its new part
+files, and gets exactly the rows a recompute over the whole track would give:
 
 QC
     Every flag but the speed test is a property of the fix (or of fixes
@@ -17,18 +17,21 @@ QC
     flag at the end of the old track, or no such ``L`` sends the bird to the
     whole-track path. Only the bird's new part files are rewritten.
 Stops
-    The detector (:mod:`flyway.analysis._stop_kernels`) is causal; its
-    state at the first fix of a stop that started a merge chain is the state
-    of a fresh start there. Stops before the third-to-last stored stop are
-    final (the two stops after it and their raw stops end before the new
-    data), so the window starts at that stop and the stops before it are
-    kept. The gap threshold ``max(gap_max, gap_factor x median interval)``
+    The detector (:mod:`flyway.analysis._stop_kernels`) is causal; right
+    after it closes a stop its state is that of a fresh start, and a stop
+    that did not merge with the one before starts a fresh merge chain. The
+    third-to-last stored stop and every stop before it are final: two
+    stops follow it, so the raw stops it is made of, and the one after its
+    merge chain, all end before the new data. So the stops before and
+    including it are kept and the detector restarts at the first fix after
+    it. The gap threshold ``max(gap_max, gap_factor x median interval)``
     depends on the whole track; the window uses ``gap_max`` when an upper
     bound of the median proves ``gap_factor x median <= gap_max`` before
     and after the night (the upper median of a union is at most the larger
     of the parts' upper medians, so the bound is carried in the nightly
-    state); otherwise the bird takes the whole-track path. Kinds and season
-    labels are recomputed over the bird's whole stop list.
+    state); otherwise the bird takes the whole-track path. Season labels
+    are recomputed over the bird's whole stop list (the kept stops' kinds
+    are final and kept).
 Tag summaries
     Counts add up; the usual interval is that of the last
     :data:`flyway.alerts.USUAL_INTERVALS` intervals; possible mortality
@@ -58,7 +61,7 @@ log = logging.getLogger(__name__)
 
 #: the window reaches at least this far back before a bird's previous newest fix
 LOOKBACK = pd.Timedelta(days=14)
-#: stored stops kept before the window: all but the last ``KEEP_BACK``
+#: the stored stops up to and including the ``KEEP_BACK``-th from the end are kept
 KEEP_BACK = 3
 F = S.QCFlag
 
@@ -119,7 +122,7 @@ class Windows:
     new: pa.Table                     # every column of the bird's new part files
     new_files: dict[str, list[Any]]   # bird -> its new part files (rewritten by QC when flags change)
     start: dict[str, pd.Timestamp]    # bird -> window start (NaT: whole track)
-    stop_start: dict[str, pd.Timestamp]  # bird -> first start time of the recomputed stops (NaT: all)
+    stop_after: dict[str, pd.Timestamp]  # bird -> the stops are recomputed from fixes after this (NaT: all)
     since: dict[str, pd.Timestamp]
     fallback: set[str] = field(default_factory=set)
 
@@ -141,20 +144,20 @@ def read_windows(st: Store, since: Mapping[str, pd.Timestamp], new_batches: set[
     by_bird = _files_by_bird(st, files)
     new_files = {b: [f for f in fs if batch_of_part(f.name) in new_batches] for b, fs in by_bird.items()}
     old_files = [f for fs in by_bird.values() for f in fs if batch_of_part(f.name) not in new_batches]
-    stop_start, start = {}, {}
+    stop_after, start = {}, {}
     stops = old_stops[old_stops[S.INDIVIDUAL_ID].isin(birds)].sort_values([S.INDIVIDUAL_ID, S.START_TIME],
                                                                          kind="mergesort")
     back = stops.groupby(S.INDIVIDUAL_ID, sort=False).cumcount(ascending=False).to_numpy()
     nth = stops[back == KEEP_BACK - 1]  # each bird's third-to-last stop
-    first = dict(zip(nth[S.INDIVIDUAL_ID], pd.to_datetime(nth[S.START_TIME], utc=True)))
+    last_kept = dict(zip(nth[S.INDIVIDUAL_ID], pd.to_datetime(nth[S.END_TIME], utc=True)))
     for b in birds:
-        s0 = first.get(b, pd.NaT)
-        stop_start[b] = s0
+        s0 = last_kept.get(b, pd.NaT)
+        stop_after[b] = s0
         start[b] = pd.NaT if pd.isna(s0) else min(s0, since[b] - LOOKBACK)
     old = _read_old(st, old_files, start)
     new_list = [f for b in birds for f in new_files.get(b, [])]
     new = _read_table(st, new_list, S.FIXES.names)
-    return Windows(old, new, new_files, start, stop_start, dict(since))
+    return Windows(old, new, new_files, start, stop_after, dict(since))
 
 
 def _files_by_bird(st: Store, files: list[Any]) -> dict[str, list[Any]]:
@@ -316,12 +319,13 @@ def tail_qc(st: Store, w: Windows, now: pd.Timestamp, species_config=None, lock:
     return out
 
 
-def _per_row(ids: np.ndarray, values: Mapping[str, int], default: int) -> np.ndarray:
-    """int64 ``values[id]`` of every row (``default`` for ids not in it), exact (no float detour)."""
-    keys = list(values)
-    table = np.append(np.array([values[k] for k in keys], dtype=np.int64), np.int64(default))
-    code = pd.Index(keys, dtype=object).get_indexer(ids)
-    return table[np.where(code < 0, len(keys), code)]
+def _per_row(codes: np.ndarray, names, values: Mapping[str, int], default: int) -> np.ndarray:
+    """int64 ``values[id]`` of every row (``default`` for ids not in it), exact (no float detour).
+
+    ``codes, names = pd.factorize(ids)``.
+    """
+    table = np.array([values.get(n, default) for n in names], dtype=np.int64)
+    return table[codes] if len(codes) else np.zeros(0, np.int64)
 
 
 def _runs(ids: np.ndarray) -> dict[Any, tuple[int, int]]:
@@ -384,19 +388,21 @@ def tail_stops(st: Store, w: Windows, fixes: pd.DataFrame, old_stops: pd.DataFra
     t = _utc_ns(fixes[S.TIMESTAMP])
     flags = fixes[S.QC_FLAGS].fillna(0).to_numpy().astype(np.uint32)
     finite = np.isfinite(fixes[S.LON].to_numpy(float)) & np.isfinite(fixes[S.LAT].to_numpy(float))
-    species = fixes[S.SPECIES].fillna("").astype(str).to_numpy()
+    sp_code, sp_names = pd.factorize(fixes[S.SPECIES].fillna("").to_numpy(dtype=object))
+    species = np.asarray(sp_names, dtype=object)[sp_code] if len(sp_code) else np.zeros(0, dtype=object)
+    bird_code, bird_names = pd.factorize(ids)
     runs = _runs(ids)
     limits: dict[str, float] = {}
     new_bounds: dict[str, float] = {}
     unknown = [b for b in w.birds if not pd.isna(w.start[b]) and np.isnan(bounds.get(b, np.nan))]
     bounds = {**bounds, **_exact_bounds(st, w, unknown, stop_options, st.snapshot())}
     params = {sp: cfg.stops(sp or None, method=method, max_diameter_m=max_diameter, min_duration=min_duration,
-                            **opts) for sp in pd.unique(species)}
-    ignore = pd.Series(species).map({sp: p.ignore_flags for sp, p in params.items()}).to_numpy(np.uint32)
+                            **opts) for sp in sp_names}
+    ignore = np.array([params[sp].ignore_flags for sp in sp_names], dtype=np.uint32)[sp_code]
     ok = finite & ((flags & ignore) == 0)
-    id_s = pd.Series(ids)
+    id_s = pd.Series(ids, dtype=object)
     whole_birds = [b for b in w.birds if pd.isna(w.start[b])]
-    since_row = _per_row(ids, {b: w.since[b].value for b in w.birds}, np.iinfo(np.int64).max)
+    since_row = _per_row(bird_code, bird_names, {b: w.since[b].value for b in w.birds}, np.iinfo(np.int64).max)
     old_ok = np.flatnonzero(ok & (t <= since_row))
     last_old = pd.Series(old_ok).groupby(ids[old_ok]).last() if len(old_ok) else pd.Series(dtype=np.int64)
     tail = ok & (t > since_row)
@@ -419,10 +425,10 @@ def tail_stops(st: Store, w: Windows, fixes: pd.DataFrame, old_stops: pd.DataFra
             continue
         limits[b], new_bounds[b] = gap_min, bound
     birds = w.birds
-    first = {b: (w.stop_start[b].value if not pd.isna(w.stop_start.get(b, pd.NaT)) else np.iinfo(np.int64).min)
+    after = {b: (w.stop_after[b].value if not pd.isna(w.stop_after.get(b, pd.NaT)) else np.iinfo(np.int64).min)
              for b in birds}
-    stop_from = _per_row(ids, first, np.iinfo(np.int64).max)
-    use = id_s.isin(birds).to_numpy() & (t >= stop_from)
+    stop_after = _per_row(bird_code, bird_names, after, np.iinfo(np.int64).max)
+    use = id_s.isin(birds).to_numpy() & ((t > stop_after) | (stop_after == np.iinfo(np.int64).min))
     found = detect_stops(fixes[use], method=method, max_diameter=max_diameter, min_duration=min_duration,
                          species_config=cfg, gap_limits=limits, with_life_stage=True, **opts)
     found = found[found[S.INDIVIDUAL_ID].isin(birds)]
@@ -431,18 +437,15 @@ def tail_stops(st: Store, w: Windows, fixes: pd.DataFrame, old_stops: pd.DataFra
     if len(found):
         found = found.assign(**{S.COUNTRY: country_of(found[S.LON].to_numpy(), found[S.LAT].to_numpy())})
     old = old_stops[old_stops[S.INDIVIDUAL_ID].isin(birds)]
-    cut = old[S.INDIVIDUAL_ID].map({b: w.stop_start[b] for b in birds})
-    kept = old[(pd.to_datetime(old[S.START_TIME], utc=True) < pd.to_datetime(cut, utc=True)).fillna(False).to_numpy()]
-    parts = [x for x in (kept.assign(_kept=True), found.assign(_kept=False)) if len(x)]
-    stops = pd.concat(parts, ignore_index=True) if parts else found.assign(_kept=False)
+    cut = old[S.INDIVIDUAL_ID].map({b: w.stop_after[b] for b in birds})
+    kept = old[(pd.to_datetime(old[S.END_TIME], utc=True) <= pd.to_datetime(cut, utc=True)).fillna(False).to_numpy()]
+    parts = [x for x in (kept.assign(_kind=kept[S.KIND].astype(object)), found.assign(_kind=None)) if len(x)]
+    stops = pd.concat(parts, ignore_index=True) if parts else found.assign(_kind=None)
     stops = stops.sort_values([S.INDIVIDUAL_ID, S.START_TIME], kind="mergesort", ignore_index=True)
     if len(stops):
-        # labels of the window's stops see the kept stop before them; the kept stops keep their own
-        # (their neighbours are final stops, and the stored table has no life stage to redo them)
-        kind, season = label_stops(stops, cfg)
-        fresh = ~stops["_kept"].to_numpy(dtype=bool)
-        stops.loc[fresh, S.KIND] = kind[fresh]
-        stops.loc[fresh, S.SEASON] = season[fresh]
+        # every season label again (the last kept stop's next stop may have changed); the kept stops'
+        # kinds are final, and the stored table has no life stage to work them out again
+        stops[S.KIND], stops[S.SEASON] = label_stops(stops, cfg, known_kind=stops["_kind"].to_numpy(dtype=object))
     return stops[S.STOPS.names], {b: v for b, v in new_bounds.items() if b not in w.fallback}
 
 
