@@ -147,11 +147,45 @@ def _stops_task(store_url: str, group: list[str], snapshot: tuple[set[str], set[
     so a dask worker on another host needs no shared disk for an ``s3://`` store.
     """
     st = Store(store_url)
-    frame = st.scan_fixes(individuals=group, columns=STOP_COLUMNS, snapshot=snapshot).to_pandas()
+    if group and isinstance(group[0], tuple):  # part files (store-relative paths), whole birds
+        files = [st.path / rel for _, rel in group]
+        table = st.read_parts(files, STOP_COLUMNS).sort_by([(S.INDIVIDUAL_ID, "ascending"),
+                                                           (S.TIMESTAMP, "ascending")])
+        frame = table.to_pandas()
+    else:
+        frame = st.scan_fixes(individuals=group, columns=STOP_COLUMNS, snapshot=snapshot).to_pandas()
     stops = detect_stops(frame, **kwargs)
     if len(stops):
         stops[S.COUNTRY] = country_of(stops[S.LON].to_numpy(), stops[S.LAT].to_numpy(), boundaries)
     return stops
+
+
+def _file_groups(st: Store, snapshot, n_groups: int) -> list[list[tuple[int, str]]]:
+    """The store's current part files in about ``n_groups`` groups of whole birds (folders), by bytes.
+
+    Items are ``(group key, store-relative path)`` so a task knows it got files, not individual ids.
+    """
+    files = st.fix_files(snapshot=snapshot)
+    if not files:
+        return []
+    sizes = st.file_sizes(files)
+    folders: dict[Any, list[tuple[Any, int]]] = {}
+    for f, size in zip(files, sizes):
+        folders.setdefault(f.parent, []).append((f, size))
+    limit = sum(sizes) / max(1, n_groups)
+    groups: list[list[tuple[int, str]]] = []
+    current: list[tuple[int, str]] = []
+    used = 0
+    for members in folders.values():
+        weight = sum(size for _, size in members)
+        if current and used + weight > limit:
+            groups.append(current)
+            current, used = [], 0
+        current.extend((len(groups), st.relative(f)) for f, _ in members)
+        used += weight
+    if current:
+        groups.append(current)
+    return groups
 
 
 def run_stops(store: str | os.PathLike[str] | Store, method: str = "flyway", max_diameter: float = 2000.0,
@@ -169,17 +203,22 @@ def run_stops(store: str | os.PathLike[str] | Store, method: str = "flyway", max
     st = store if isinstance(store, Store) else Store(store)
     st.require()
     snap = st.snapshot()
-    inds = individuals(st, only=individuals_only)
     kwargs = dict(method=method, max_diameter=max_diameter, min_duration=min_duration, **options)
     task = partial(_stops_task, st.url, snapshot=snap, kwargs=kwargs, boundaries=boundaries)
     frames: list[pd.DataFrame] = []
     with resolve_client(client, scheduler) as c:
-        total = sum(i.fixes for i in inds)
-        if c is not None:  # many groups per worker thread, so every worker stays busy to the end
+        if c is not None and individuals_only is None:
+            # every bird on a cluster: groups of part files from one listing (no footer reads on the
+            # client while the workers wait), balanced by bytes, many per worker thread
+            threads = max(1, sum(c.nthreads().values()))
+            groups = _file_groups(st, snap, 16 * threads)
+        elif c is not None:
+            inds = individuals(st, only=individuals_only)
+            total = sum(i.fixes for i in inds)
             threads = max(1, sum(c.nthreads().values()))
             groups = group_individuals(inds, max(50_000, min(GROUP_FIXES, total // (16 * threads) + 1)))
         else:
-            groups = group_individuals(inds)
+            groups = group_individuals(individuals(st, only=individuals_only))
         if c is None:
             for i, g in enumerate(groups):
                 frames.append(task(g))
