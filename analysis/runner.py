@@ -27,7 +27,7 @@ from flyway.analysis.parallel import resolve_client
 from flyway.analysis.qc import flag_counts, qc_flags
 from flyway.analysis.stops import detect_stops, stop_params, stops_table
 from flyway.compact import write_rewrite_part
-from flyway.geoparquet import read_metadata_many, read_parquet
+from flyway.geoparquet import read_metadata_many, read_parquet, sync_paths
 from flyway.store import Store, new_batch_id, part_facts, write_derived
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def run_qc(store: str | os.PathLike[str] | Store, now: Any = None, species_confi
                 result.individuals_changed += 1
         if new_parts:
             if not st.is_remote:
-                os.sync()  # every new part durable before the commit names it
+                sync_paths([st.path / p for p in new_parts])  # every new part durable before the commit names it
             st.commit_rewrite(batch_id, "qc", new_parts, replaced, message=f"now={now}")
             result.batch_id = batch_id
     result.counts = flag_counts(total)

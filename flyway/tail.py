@@ -44,7 +44,6 @@ and on 30 nightly slices against one full run (``tests/test_nightly.py``).
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -55,6 +54,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from flyway import schema as S
+from flyway.geoparquet import sync_paths
 from flyway.store import Store, batch_of_part
 
 log = logging.getLogger(__name__)
@@ -313,7 +313,7 @@ def tail_qc(st: Store, w: Windows, now: pd.Timestamp, species_config=None, lock:
             parts.append(write_rewrite_part(st, batch_id, table.slice(a, z - a), fsync=False))
             replaced.extend(st.relative(f) for f in w.new_files[b])
         if not st.is_remote:
-            os.sync()  # every part durable before the commit names them
+            sync_paths([st.path / p for p in parts])  # every part durable before the commit names them
         st.commit_rewrite(batch_id, "qc", parts, replaced, message=f"now={now.isoformat()} (tail)")
     out.batch_id, out.rewritten = batch_id, len(to_write)
     return out

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from flyway import schema as S
+from flyway.geoparquet import sync_paths
 from flyway.ingest.dedup import count_by_file, dedup_bucket, i64, value_codes
 from flyway.ingest.parts import PartWriter
 from flyway.ingest.staging import read_staged
@@ -90,9 +91,9 @@ def finalize(store: Store, batch_id: str, buckets: list[list[Path | pa.Table]], 
         while in_flight:
             res.part_files.extend(f.result() for f in in_flight.popleft())
     if fsync and res.part_files and not store.is_remote:  # an object is durable once its PUT returns
-        # one flush of everything written (data and renames) instead of two fsyncs per part
-        # file; the ledger commit that makes them visible comes after this returns
-        os.sync()
+        # the part files and their folders flushed together (not os.sync, which waits for whatever
+        # else the machine wrote); the ledger commit that makes them visible comes after this returns
+        sync_paths([store.path / p for p in res.part_files])
     return res
 
 
