@@ -284,7 +284,8 @@ def _analyse(st: Store, cfg: NightlyConfig, work: Plan, state: NightlyState, sch
     """
     from flyway.analysis.parallel import resolve_client
     from flyway.analysis.runner import run_qc
-    from flyway.tail import read_windows, tail_qc, tail_stops, window_fixes
+    from flyway.tail import read_windows, tail_qc, window_fixes
+    from flyway.tail_tables import tail_stops
 
     stages, counts = record["stages"], record["counts"]
     ids = work.individuals
@@ -383,7 +384,8 @@ def _tag_alerts(st: Store, cfg: NightlyConfig, ids: list[str] | None, state: Nig
     """Tag summaries and the alerts on them; ``tail`` = (windows, window fixes) of the tail birds."""
     from flyway.analysis.params import load_species_config
     from flyway.analysis.runner import group_individuals, individuals
-    from flyway.tail import tail_tags, whole_bounds
+    from flyway.tail import whole_bounds
+    from flyway.tail_tables import tail_tags
 
     out = []
     before = state.tags

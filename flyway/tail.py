@@ -38,7 +38,8 @@ Tag summaries
     needs the clean fixes since the last one farther than the radius, read
     whole when the window holds none.
 
-The tests compare both paths on simulated nights (``tests/test_tail.py``)
+Stops and tag summaries are in :mod:`flyway.tail_tables`. The tests compare
+both paths on simulated nights (``tests/test_tail.py``)
 and on 30 nightly slices against one full run (``tests/test_nightly.py``).
 """
 from __future__ import annotations
@@ -260,7 +261,7 @@ def tail_qc(st: Store, w: Windows, now: pd.Timestamp, species_config=None, lock:
     usable = ((o_flags & np.uint32(_NOT_FOR_SPEED)) == 0) & ~bad
     accepted = usable & ((o_flags & np.uint32(F.SPEED)) == 0)
     t_old = old[S.TIMESTAMP].to_numpy(dtype="datetime64[us]")
-    bounds = _runs(o_ids)
+    bounds = id_runs(o_ids)
     first_row: dict[str, int] = {}
     accepted_first = []
     for b in w.birds:
@@ -304,7 +305,7 @@ def tail_qc(st: Store, w: Windows, now: pd.Timestamp, species_config=None, lock:
     if not to_write:
         return out
     table = new.set_column(new.schema.get_field_index(S.QC_FLAGS), S.QC_FLAGS, pa.array(new_flags, pa.uint32()))
-    n_bounds = _runs(n_ids)
+    n_bounds = id_runs(n_ids)
     batch_id = new_batch_id()
     with st.lock("qc") if lock else nullcontext():
         parts, replaced = [], []
@@ -319,7 +320,7 @@ def tail_qc(st: Store, w: Windows, now: pd.Timestamp, species_config=None, lock:
     return out
 
 
-def _per_row(codes: np.ndarray, names, values: Mapping[str, int], default: int) -> np.ndarray:
+def row_values(codes: np.ndarray, names, values: Mapping[str, int], default: int) -> np.ndarray:
     """int64 ``values[id]`` of every row (``default`` for ids not in it), exact (no float detour).
 
     ``codes, names = pd.factorize(ids)``.
@@ -328,7 +329,7 @@ def _per_row(codes: np.ndarray, names, values: Mapping[str, int], default: int) 
     return table[codes] if len(codes) else np.zeros(0, np.int64)
 
 
-def _runs(ids: np.ndarray) -> dict[Any, tuple[int, int]]:
+def id_runs(ids: np.ndarray) -> dict[Any, tuple[int, int]]:
     """``id -> (first row, end row)`` of runs of equal ids (rows sorted by id)."""
     if len(ids) == 0:
         return {}
@@ -348,152 +349,3 @@ def window_fixes(w: Windows, qc: TailQC) -> pd.DataFrame:
     # each part is sorted by bird and time and a bird's new rows follow its old ones: a stable sort by bird
     code = pd.factorize(frame[S.INDIVIDUAL_ID], sort=True)[0]
     return frame.take(np.argsort(code, kind="stable")).reset_index(drop=True)
-
-
-# ------------------------------------------------------------------------------------------ stops
-def _exact_bounds(st: Store, w: Windows, birds: list[str], stop_options: Mapping[str, Any],
-                  snapshot) -> dict[str, float]:
-    """Upper medians of the clean intervals of whole tracks, before and after the night (max of both).
-
-    For birds whose bound is not in the state yet (a store from before it
-    was kept): one read of four columns of their whole track.
-    """
-    if not birds:
-        return {}
-    cols = [S.INDIVIDUAL_ID, S.SPECIES, S.TIMESTAMP, S.LON, S.LAT, S.QC_FLAGS]
-    fixes = st.scan_fixes(individuals=birds, columns=cols, snapshot=snapshot).to_pandas()
-    after = whole_bounds(fixes, stop_options)
-    since = fixes[S.INDIVIDUAL_ID].map({b: w.since[b] for b in birds})
-    before = whole_bounds(fixes[(fixes[S.TIMESTAMP] <= since).to_numpy()], stop_options)
-    return {b: max(after.get(b, np.nan), before.get(b, np.nan)) for b in birds}
-
-
-def tail_stops(st: Store, w: Windows, fixes: pd.DataFrame, old_stops: pd.DataFrame, bounds: Mapping[str, float],
-               stop_options: Mapping[str, Any]) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Every stop of each tail bird (kept stored ones + the window's), labelled; and new median bounds.
-
-    ``fixes`` from :func:`window_fixes`; ``bounds`` the birds' stored upper
-    bounds of the median interval (ns). Birds whose threshold cannot be
-    proved unchanged join ``w.fallback`` and are left out.
-    """
-    from flyway.analysis.params import load_species_config
-    from flyway.analysis.seasons import label_stops
-    from flyway.analysis.stops import _utc_ns, detect_stops
-
-    opts = dict(stop_options)
-    cfg = opts.pop("species_config", None) or load_species_config()
-    method = opts.pop("method", "flyway")
-    max_diameter, min_duration = opts.pop("max_diameter", 2000.0), opts.pop("min_duration", "24h")
-    ids = fixes[S.INDIVIDUAL_ID].to_numpy(dtype=object)
-    t = _utc_ns(fixes[S.TIMESTAMP])
-    flags = fixes[S.QC_FLAGS].fillna(0).to_numpy().astype(np.uint32)
-    finite = np.isfinite(fixes[S.LON].to_numpy(float)) & np.isfinite(fixes[S.LAT].to_numpy(float))
-    sp_code, sp_names = pd.factorize(fixes[S.SPECIES].fillna("").to_numpy(dtype=object))
-    species = np.asarray(sp_names, dtype=object)[sp_code] if len(sp_code) else np.zeros(0, dtype=object)
-    bird_code, bird_names = pd.factorize(ids)
-    runs = _runs(ids)
-    limits: dict[str, float] = {}
-    new_bounds: dict[str, float] = {}
-    unknown = [b for b in w.birds if not pd.isna(w.start[b]) and np.isnan(bounds.get(b, np.nan))]
-    bounds = {**bounds, **_exact_bounds(st, w, unknown, stop_options, st.snapshot())}
-    params = {sp: cfg.stops(sp or None, method=method, max_diameter_m=max_diameter, min_duration=min_duration,
-                            **opts) for sp in sp_names}
-    ignore = np.array([params[sp].ignore_flags for sp in sp_names], dtype=np.uint32)[sp_code]
-    ok = finite & ((flags & ignore) == 0)
-    id_s = pd.Series(ids, dtype=object)
-    whole_birds = [b for b in w.birds if pd.isna(w.start[b])]
-    since_row = _per_row(bird_code, bird_names, {b: w.since[b].value for b in w.birds}, np.iinfo(np.int64).max)
-    old_ok = np.flatnonzero(ok & (t <= since_row))
-    last_old = pd.Series(old_ok).groupby(ids[old_ok]).last() if len(old_ok) else pd.Series(dtype=np.int64)
-    tail = ok & (t > since_row)
-    tail[last_old.to_numpy(np.int64)] = True  # the interval from the last old clean fix to the first new one
-    exact = gap_dt_hi(ids, t, ok & id_s.isin(whole_birds).to_numpy())
-    night = gap_dt_hi(ids, t, tail & ~id_s.isin(whole_birds).to_numpy())
-    for b in w.birds:
-        if b not in runs:
-            w.fallback.add(b)
-            continue
-        if pd.isna(w.start[b]):  # the whole track: its own threshold, an exact bound
-            new_bounds[b] = exact.get(b, np.nan)
-            continue
-        p = params[species[runs[b][0]]]
-        hi = night.get(b, np.nan)
-        bound = max(bounds.get(b, np.nan), hi) if not np.isnan(hi) else bounds.get(b, np.nan)
-        gap_min = float(p.gap_max.value)
-        if method != "flyway" or np.isnan(bound) or b not in last_old.index or p.gap_factor * bound > gap_min:
-            w.fallback.add(b)
-            continue
-        limits[b], new_bounds[b] = gap_min, bound
-    birds = w.birds
-    after = {b: (w.stop_after[b].value if not pd.isna(w.stop_after.get(b, pd.NaT)) else np.iinfo(np.int64).min)
-             for b in birds}
-    stop_after = _per_row(bird_code, bird_names, after, np.iinfo(np.int64).max)
-    use = id_s.isin(birds).to_numpy() & ((t > stop_after) | (stop_after == np.iinfo(np.int64).min))
-    found = detect_stops(fixes[use], method=method, max_diameter=max_diameter, min_duration=min_duration,
-                         species_config=cfg, gap_limits=limits, with_life_stage=True, **opts)
-    found = found[found[S.INDIVIDUAL_ID].isin(birds)]
-    from flyway.analysis.countries import country_of
-
-    if len(found):
-        found = found.assign(**{S.COUNTRY: country_of(found[S.LON].to_numpy(), found[S.LAT].to_numpy())})
-    old = old_stops[old_stops[S.INDIVIDUAL_ID].isin(birds)]
-    cut = old[S.INDIVIDUAL_ID].map({b: w.stop_after[b] for b in birds})
-    kept = old[(pd.to_datetime(old[S.END_TIME], utc=True) <= pd.to_datetime(cut, utc=True)).fillna(False).to_numpy()]
-    parts = [x for x in (kept.assign(_kind=kept[S.KIND].astype(object)), found.assign(_kind=None)) if len(x)]
-    stops = pd.concat(parts, ignore_index=True) if parts else found.assign(_kind=None)
-    stops = stops.sort_values([S.INDIVIDUAL_ID, S.START_TIME], kind="mergesort", ignore_index=True)
-    if len(stops):
-        # every season label again (the last kept stop's next stop may have changed); the kept stops'
-        # kinds are final, and the stored table has no life stage to work them out again
-        stops[S.KIND], stops[S.SEASON] = label_stops(stops, cfg, known_kind=stops["_kind"].to_numpy(dtype=object))
-    return stops[S.STOPS.names], {b: v for b, v in new_bounds.items() if b not in w.fallback}
-
-
-# ------------------------------------------------------------------------------------------- tags
-def tail_tags(w: Windows, fixes: pd.DataFrame, before: pd.DataFrame, params) -> tuple[pd.DataFrame, list[str]]:
-    """Tag summaries (:func:`flyway.alerts.tag_summaries`) of the tail birds from their windows.
-
-    Returns the summaries and the birds whose window cannot give them exactly
-    (too few fixes for the usual interval, or no fix farther than the
-    mortality radius from the last one): those need their whole track.
-    """
-    from flyway import alerts as A
-    from flyway.geo import haversine_m
-
-    birds = w.birds
-    fx = fixes[fixes[S.INDIVIDUAL_ID].isin(birds)]
-    if fx.empty:
-        return pd.DataFrame(columns=before.columns if len(before.columns) else None), []
-    summ = A.tag_summaries(fx).set_index(S.INDIVIDUAL_ID)
-    prev = before.set_index(S.INDIVIDUAL_ID)
-    ids = fx[S.INDIVIDUAL_ID].to_numpy(dtype=object)
-    t = fx[S.TIMESTAMP].to_numpy(dtype="datetime64[us]").astype(np.int64)
-    flagged = fx[S.QC_FLAGS].to_numpy() != 0
-    lon, lat = fx[S.LON].to_numpy(float), fx[S.LAT].to_numpy(float)
-    runs = _runs(ids)
-    whole: list[str] = []
-    rows = []
-    for b in birds:
-        if b not in runs or b not in prev.index:
-            whole.append(b)
-            continue
-        a, z = runs[b]
-        exact = pd.isna(w.start[b])
-        new = t[a:z] > w.since[b].value // 1000
-        clean = np.flatnonzero(~flagged[a:z])
-        far_ok = exact
-        if not exact and clean.size:
-            c = a + clean
-            far_ok = bool((haversine_m(lon[c], lat[c], lon[c[-1]], lat[c[-1]]) > params.mortality_radius_m).any())
-        if not exact and ((z - a) <= A.USUAL_INTERVALS or not far_ok):
-            whole.append(b)
-            continue
-        s, p = summ.loc[b].copy(), prev.loc[b]
-        if not exact:
-            s["n_fixes"] = int(p["n_fixes"]) + int(new.sum())
-            s["n_flagged"] = int(p["n_flagged"]) + int(flagged[a:z][new].sum())
-            if clean.size == 0 and int(p["n_flagged"]) < int(p["n_fixes"]):
-                s[S.LON], s[S.LAT] = p[S.LON], p[S.LAT]  # the last clean fix lies before the window
-        rows.append(s.rename(b))
-    tags = pd.DataFrame(rows).rename_axis(S.INDIVIDUAL_ID).reset_index() if rows else summ.iloc[:0].reset_index()
-    return tags, whole
