@@ -28,7 +28,7 @@ from flyway.analysis.qc import flag_counts, qc_flags
 from flyway.analysis.stops import detect_stops, stop_params, stops_table
 from flyway.compact import write_rewrite_part
 from flyway.geoparquet import read_metadata_many, read_parquet, sync_paths
-from flyway.store import Store, new_batch_id, part_facts, write_derived
+from flyway.store import Store, new_batch_id, part_facts, sort_fixes, write_derived
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +149,7 @@ def _stops_task(store_url: str, group: list[str], snapshot: tuple[set[str], set[
     st = Store(store_url)
     if group and isinstance(group[0], tuple):  # part files (store-relative paths), whole birds
         files = [st.path / rel for _, rel in group]
-        table = st.read_parts(files, STOP_COLUMNS).sort_by([(S.INDIVIDUAL_ID, "ascending"),
-                                                           (S.TIMESTAMP, "ascending")])
-        frame = table.to_pandas()
+        frame = sort_fixes(st.read_parts(files, STOP_COLUMNS)).to_pandas()
     else:
         frame = st.scan_fixes(individuals=group, columns=STOP_COLUMNS, snapshot=snapshot).to_pandas()
     stops = detect_stops(frame, **kwargs)

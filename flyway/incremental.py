@@ -138,18 +138,17 @@ def plan(store: Store, state: NightlyState, key: str) -> Plan:
     live = [(folder, [(f, appended) for f, appended in parts if store.relative(f) not in replaced])
             for folder, parts in by_folder.items()]
     live = [(folder, parts) for folder, parts in live if parts]
-    facts = read_metadata_many([f for _, parts in live for f, _ in parts])
-    it = iter(facts)
+    it = iter(read_metadata_many([f for _, parts in live for f, _ in parts]))
     since_of = dict(zip(state.tags[S.INDIVIDUAL_ID], pd.to_datetime(state.tags["last_time"], utc=True))) \
         if len(state.tags) else {}
     individuals, tails = set(), {}
     for folder, parts in live:
-        mds = [next(it) for _ in parts]
-        ind = next((part_facts(md)[1] for md in mds if part_facts(md)[1] is not None), None) or _individual_of(folder)
+        facts = [part_facts(next(it)) for _ in parts]  # (species, individual, first time, last time)
+        ind = next((f[1] for f in facts if f[1] is not None), None) or _individual_of(folder)
         if ind is None:
             continue
         individuals.add(ind)
-        first = [part_facts(md)[2] for md in mds]
+        first = [f[2] for f in facts]
         since = since_of.get(ind)
         if since is not None and not pd.isna(since) and all(a for _, a in parts) and \
                 all(t is not None and _utc(t) > since for t in first):
@@ -159,7 +158,7 @@ def plan(store: Store, state: NightlyState, key: str) -> Plan:
             ind = _individual_of(folder)
             if ind is not None:
                 individuals.add(ind)
-    return Plan(sorted(individuals), committed, {k: v for k, v in tails.items()}, frozenset(new))
+    return Plan(sorted(individuals), committed, tails, frozenset(new))
 
 
 def _utc(value: str) -> pd.Timestamp:

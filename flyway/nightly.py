@@ -297,31 +297,32 @@ def _analyse(st: Store, cfg: NightlyConfig, work: Plan, state: NightlyState, sch
     if not work.nothing:
         with measure(stages, "qc"):
             old_stops = read_stored_stops(st)
-            if work.tails:
-                w = read_windows(st, work.tails, set(work.new_batches), old_stops.to_pandas(), st.snapshot())
+            old_frame = old_stops.to_pandas()
+            w = read_windows(st, work.tails, set(work.new_batches), old_frame, st.snapshot()) if work.tails else None
+            if w is not None:
                 tq = tail_qc(st, w, _utc("now") if now is None else now, stop_opts.get("species_config"))
                 if tq.batch_id:
                     batches.add(tq.batch_id)
-            whole = _whole(ids, work.tails, w.fallback if work.tails else set())
+            whole = _whole(ids, w)
             if whole is None or whole:
                 qc = run_qc(st, now=now, species_config=stop_opts.get("species_config"), individuals_only=whole)
                 if qc.batch_id:
                     batches.add(qc.batch_id)
         _fault("after_qc")
         with measure(stages, "stops"), resolve_client(client, scheduler) as c:
-            tail_rows, bounds = None, {}
-            if work.tails:
+            tail_rows = None
+            if w is not None:
                 fixes_w = window_fixes(w, tq)
-                tail_rows, bounds = tail_stops(st, w, fixes_w, old_stops.to_pandas(), state.gap_bounds, stop_opts)
+                tail_rows, bounds = tail_stops(st, w, fixes_w, old_frame, state.gap_bounds, stop_opts)
+                state.gap_bounds.update(bounds)
                 tail = (w, fixes_w)
-            upd = update_stops(st, _whole(ids, work.tails, w.fallback if work.tails else set()), stop_opts,
-                               client=c, tail=tail_rows, tail_birds=w.birds if work.tails else [], old=old_stops)
-            state.gap_bounds.update(bounds)
+            upd = update_stops(st, _whole(ids, w), stop_opts, client=c, tail=tail_rows,
+                               tail_birds=w.birds if w is not None else [], old=old_stops)
         counts.update(stops_added=upd.added, stops_changed=upd.changed, stops_removed=upd.removed,
-                      stops=len(upd.stops), individuals_tail=len(w.birds) if work.tails else 0,
-                      individuals_windowed=w.windowed if work.tails else 0,
-                      individuals_tail_fallback=sorted(w.fallback) if work.tails else [],
-                      individuals_whole=_whole(ids, work.tails, w.fallback if work.tails else set()) or [])
+                      stops=len(upd.stops), individuals_tail=len(w.birds) if w is not None else 0,
+                      individuals_windowed=w.windowed if w is not None else 0,
+                      individuals_tail_fallback=sorted(w.fallback) if w is not None else [],
+                      individuals_whole=_whole(ids, w) or [])
         _fault("after_stops")
     before = state.tags  # the previous night's tags: what a "new" stop is
     with measure(stages, "tags"):
@@ -334,9 +335,12 @@ def _analyse(st: Store, cfg: NightlyConfig, work: Plan, state: NightlyState, sch
     return pd.concat([a for a in out if len(a)] or [A.empty_alerts()], ignore_index=True)
 
 
-def _whole(ids: list[str] | None, tails: dict, fallback: set[str]) -> list[str] | None:
-    """The changed birds to recompute over their whole track (None: every bird)."""
-    return None if ids is None else [i for i in ids if i not in tails or i in fallback]
+def _whole(ids: list[str] | None, w) -> list[str] | None:
+    """The changed birds to recompute over their whole track (None: every bird): all but the tail
+    birds of the windows ``w`` (None when there are none) that did not fall back."""
+    if ids is None or w is None:
+        return ids
+    return [i for i in ids if i not in w.since or i in w.fallback]
 
 
 def _site_stages(st: Store, cfg: NightlyConfig, upd, before: pd.DataFrame, tracked, stages,

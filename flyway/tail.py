@@ -56,7 +56,7 @@ import pyarrow.dataset as ds
 
 from flyway import schema as S
 from flyway.geoparquet import sync_paths
-from flyway.store import Store, batch_of_part
+from flyway.store import Store, batch_of_part, sort_fixes
 
 log = logging.getLogger(__name__)
 
@@ -95,23 +95,32 @@ def gap_dt_hi(ids: np.ndarray, t_ns: np.ndarray, ok: np.ndarray) -> dict[str, fl
     return out
 
 
-def whole_bounds(fixes: pd.DataFrame, stop_options: Mapping[str, Any]) -> dict[str, float]:
-    """:func:`gap_dt_hi` of whole tracks (rows sorted by individual and time), with each species' ignored flags."""
+def stop_rows(fixes: pd.DataFrame, stop_options: Mapping[str, Any]) -> tuple[np.ndarray, dict, np.ndarray]:
+    """The rows stop detection uses (finite position, no flag its species ignores; as
+    :func:`flyway.analysis.stops.prepare_fixes`), the stop parameters per species, and each row's species."""
     from flyway.analysis.params import load_species_config
-    from flyway.analysis.stops import _utc_ns
 
     opts = dict(stop_options)
     cfg = opts.pop("species_config", None) or load_species_config()
     method = opts.pop("method", "flyway")
-    opts.pop("max_diameter", None), opts.pop("min_duration", None)
-    if len(fixes) == 0 or method != "flyway":
-        return {}
-    species = fixes[S.SPECIES].fillna("").astype(str).to_numpy()
-    ignore = np.zeros(len(fixes), np.uint32)
-    for name in pd.unique(species):
-        ignore[species == name] = np.uint32(cfg.stops(name or None, method=method, **opts).ignore_flags)
+    max_diameter, min_duration = opts.pop("max_diameter", 2000.0), opts.pop("min_duration", "24h")
+    sp_code, sp_names = pd.factorize(fixes[S.SPECIES].fillna("").to_numpy(dtype=object))
+    params = {sp: cfg.stops(sp or None, method=method, max_diameter_m=max_diameter, min_duration=min_duration,
+                            **opts) for sp in sp_names}
+    ignore = np.array([params[sp].ignore_flags for sp in sp_names], dtype=np.uint32)[sp_code]
     flags = fixes[S.QC_FLAGS].fillna(0).to_numpy().astype(np.uint32)
     ok = np.isfinite(fixes[S.LON].to_numpy(float)) & np.isfinite(fixes[S.LAT].to_numpy(float)) & ((flags & ignore) == 0)
+    species = np.asarray(sp_names, dtype=object)[sp_code] if len(sp_code) else np.zeros(0, dtype=object)
+    return ok, params, species
+
+
+def whole_bounds(fixes: pd.DataFrame, stop_options: Mapping[str, Any]) -> dict[str, float]:
+    """:func:`gap_dt_hi` of whole tracks (rows sorted by individual and time), with each species' ignored flags."""
+    from flyway.analysis.stops import _utc_ns
+
+    if len(fixes) == 0 or stop_options.get("method", "flyway") != "flyway":
+        return {}
+    ok, _, _ = stop_rows(fixes, stop_options)
     return gap_dt_hi(fixes[S.INDIVIDUAL_ID].to_numpy(dtype=object), _utc_ns(fixes[S.TIMESTAMP]), ok)
 
 
@@ -180,27 +189,10 @@ def _files_by_bird(st: Store, files: list[Any]) -> dict[str, list[Any]]:
 
 
 def _read_table(st: Store, files: list[Any], columns: list[str], expr=None, sort: bool = True) -> pa.Table:
-    from flyway import store_remote as remote
-
     if not files:
         return S.FIXES.arrow_schema().empty_table().select(columns)
-    if st.is_remote:
-        table = remote.read_parts(files, columns, expr)
-    else:
-        dataset = ds.dataset([str(f) for f in files], format="parquet", schema=S.FIXES.arrow_schema())
-        table = dataset.to_table(columns=columns, filter=expr)
-    return _sorted(table) if sort else table
-
-
-def _sorted(table: pa.Table) -> pa.Table:
-    """By individual and time, ties in file order (as ``Store.scan_fixes``): a stable sort on integer keys."""
-    if table.num_rows == 0:
-        return table
-    codes = pc.dictionary_encode(table.column(S.INDIVIDUAL_ID)).combine_chunks()
-    rank = pc.rank(codes.dictionary, sort_keys="ascending", tiebreaker="first")
-    key = pa.table({"b": pc.take(rank, codes.indices), "t": table.column(S.TIMESTAMP),
-                    "r": pa.array(np.arange(table.num_rows))})
-    return table.take(pc.sort_indices(key, sort_keys=[("b", "ascending"), ("t", "ascending"), ("r", "ascending")]))
+    table = st.read_parts(files, columns, expr)
+    return sort_fixes(table) if sort else table
 
 
 OLD_COLUMNS = [S.INDIVIDUAL_ID, S.SPECIES, S.TIMESTAMP, S.LON, S.LAT, S.HDOP, S.SATELLITES, S.QC_FLAGS,
@@ -220,7 +212,7 @@ def _read_old(st: Store, files: list[Any], start: Mapping[str, pd.Timestamp]) ->
     code = pc.index_in(table.column(S.INDIVIDUAL_ID), value_set=pa.array(birds, pa.string()))
     low = pc.take(lows, code)
     t_us = pc.cast(table.column(S.TIMESTAMP), pa.int64())
-    table = _sorted(table.filter(pc.greater_equal(t_us, low)))
+    table = sort_fixes(table.filter(pc.greater_equal(t_us, low)))
     frame = table.to_pandas()
     return _objects(frame)
 

@@ -8,7 +8,7 @@ import pandas as pd
 
 from flyway import schema as S
 from flyway.store import Store
-from flyway.tail import Windows, row_values, id_runs, gap_dt_hi, whole_bounds
+from flyway.tail import Windows, gap_dt_hi, id_runs, row_values, stop_rows, whole_bounds
 
 
 # ------------------------------------------------------------------------------------------ stops
@@ -47,20 +47,13 @@ def tail_stops(st: Store, w: Windows, fixes: pd.DataFrame, old_stops: pd.DataFra
     max_diameter, min_duration = opts.pop("max_diameter", 2000.0), opts.pop("min_duration", "24h")
     ids = fixes[S.INDIVIDUAL_ID].to_numpy(dtype=object)
     t = _utc_ns(fixes[S.TIMESTAMP])
-    flags = fixes[S.QC_FLAGS].fillna(0).to_numpy().astype(np.uint32)
-    finite = np.isfinite(fixes[S.LON].to_numpy(float)) & np.isfinite(fixes[S.LAT].to_numpy(float))
-    sp_code, sp_names = pd.factorize(fixes[S.SPECIES].fillna("").to_numpy(dtype=object))
-    species = np.asarray(sp_names, dtype=object)[sp_code] if len(sp_code) else np.zeros(0, dtype=object)
+    ok, params, species = stop_rows(fixes, stop_options)
     bird_code, bird_names = pd.factorize(ids)
     runs = id_runs(ids)
     limits: dict[str, float] = {}
     new_bounds: dict[str, float] = {}
     unknown = [b for b in w.birds if not pd.isna(w.start[b]) and np.isnan(bounds.get(b, np.nan))]
     bounds = {**bounds, **_exact_bounds(st, w, unknown, stop_options, st.snapshot())}
-    params = {sp: cfg.stops(sp or None, method=method, max_diameter_m=max_diameter, min_duration=min_duration,
-                            **opts) for sp in sp_names}
-    ignore = np.array([params[sp].ignore_flags for sp in sp_names], dtype=np.uint32)[sp_code]
-    ok = finite & ((flags & ignore) == 0)
     id_s = pd.Series(ids, dtype=object)
     whole_birds = [b for b in w.birds if pd.isna(w.start[b])]
     since_row = row_values(bird_code, bird_names, {b: w.since[b].value for b in w.birds}, np.iinfo(np.int64).max)

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from flyway import schema as S
 from flyway.geoparquet import read_metadata_many
 from flyway.ingest import quarantine as Q
-from flyway.store import Store
+from flyway.store import Store, sort_fixes
 
 if TYPE_CHECKING:
     from flyway.ingest.writer import FinalizeResult
@@ -87,7 +87,7 @@ def stored_candidates(store: Store, new: pa.Table, snapshot, bird: np.ndarray | 
     near = spans.near(old)
     if not near.all():
         old = old.filter(pa.array(near))
-    return old.sort_by([(S.INDIVIDUAL_ID, "ascending"), (S.TIMESTAMP, "ascending")])
+    return sort_fixes(old)
 
 
 class _Spans:
