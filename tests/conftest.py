@@ -64,3 +64,17 @@ def movebank_csv(tmp_path: Path):
         return write_movebank(tmp_path / name, movebank_frame(**kwargs))
 
     return make
+
+
+def simulated_store(root: Path, n_individuals: int, days: int, seed: int) -> Path:
+    """simulate -> ingest -> QC -> stops: a store of the project's own synthetic flyway under ``root``."""
+    from flyway.analysis.runner import run_qc, run_stops
+    from flyway.ingest.pipeline import ingest
+    from flyway.simulate import write_simulation
+
+    paths = write_simulation(root / "sim", n_individuals=n_individuals, days=days, seed=seed)
+    store = root / "store"
+    ingest([paths["fixes"]], store, reference=paths["reference"])
+    run_qc(store)
+    run_stops(store)
+    return store

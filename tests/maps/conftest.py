@@ -8,6 +8,7 @@ import pytest
 import shapely
 
 from flyway import schema as S
+from tests.conftest import simulated_store
 
 PAYLOADS = (
     '<script>window.__xss=1;document.title="pwned"</script>',
@@ -19,17 +20,7 @@ PAYLOADS = (
 @pytest.fixture(scope="session")
 def demo_store(tmp_path_factory):
     """simulate -> ingest -> qc -> stops for 6 birds over a year (a few seconds)."""
-    from flyway.analysis.runner import run_qc, run_stops
-    from flyway.ingest.pipeline import ingest
-    from flyway.simulate import write_simulation
-
-    root = tmp_path_factory.mktemp("mapstore")
-    paths = write_simulation(root / "sim", n_individuals=6, days=365, seed=3)
-    store = root / "store"
-    ingest([paths["fixes"]], store, reference=paths["reference"])
-    run_qc(store)
-    run_stops(store)
-    return store
+    return simulated_store(tmp_path_factory.mktemp("mapstore"), n_individuals=6, days=365, seed=3)
 
 
 @pytest.fixture(scope="session")

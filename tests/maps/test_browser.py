@@ -70,6 +70,21 @@ def open_page(driver, path: Path, wait_for: str = ".leaflet-container") -> float
     return time.perf_counter() - start
 
 
+def click_popup(driver, leaflet_map: str, lat: float, lon: float, zoom: int) -> str:
+    """Centre the map on (lat, lon), click there and return the text of the popup that opens."""
+    driver.execute_script(f"window[arguments[0]].setView([{lat}, {lon}], {zoom}, {{animate: false}});", leaflet_map)
+    time.sleep(0.3)
+    x, y = driver.execute_script(
+        f"const p = window[arguments[0]].latLngToContainerPoint([{lat}, {lon}]); return [p.x, p.y];", leaflet_map)
+    container = driver.find_element(By.CSS_SELECTOR, ".leaflet-container")
+    size = container.size
+    ActionChains(driver).move_to_element_with_offset(container, int(x - size["width"] / 2),
+                                                     int(y - size["height"] / 2)).click().perform()
+    WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".leaflet-popup-content"))
+    # textContent, not .text: a tall popup scrolls, and .text returns only its visible lines
+    return driver.find_element(By.CSS_SELECTOR, ".leaflet-popup-content").get_attribute("textContent")
+
+
 def assert_no_errors(driver) -> None:
     severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert not severe, severe
@@ -104,19 +119,7 @@ def test_gap_map_renders_offline(browser, tables, tmp_path):
     sites = tables["sites"]
     far = np.hypot(sites[S.LON].to_numpy()[:, None] - fx, sites[S.LAT].to_numpy()[:, None] - fy).min(axis=1) > 0.5
     site = sites.loc[far].nlargest(1, S.BIRD_DAYS).iloc[0]
-    browser.execute_script(f"window[arguments[0]].setView([{site[S.LAT]}, {site[S.LON]}], 9, {{animate: false}});",
-                           leaflet_map)
-    time.sleep(0.3)
-    x, y = browser.execute_script(
-        f"const p = window[arguments[0]].latLngToContainerPoint([{site[S.LAT]}, {site[S.LON]}]); return [p.x, p.y];",
-        leaflet_map)
-    container = browser.find_element(By.CSS_SELECTOR, ".leaflet-container")
-    size = container.size
-    ActionChains(browser).move_to_element_with_offset(container, int(x - size["width"] / 2),
-                                                      int(y - size["height"] / 2)).click().perform()
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".leaflet-popup-content"))
-    # textContent, not .text: a tall popup scrolls, and .text returns only its visible lines
-    popup = browser.find_element(By.CSS_SELECTOR, ".leaflet-popup-content").get_attribute("textContent")
+    popup = click_popup(browser, leaflet_map, site[S.LAT], site[S.LON], 9)
     assert str(site[S.SITE_ID]) in popup and "share of tracked birds" in popup
     browser.save_screenshot(str(tmp_path / "gap_map.png"))
     assert (tmp_path / "gap_map.png").stat().st_size > 10_000

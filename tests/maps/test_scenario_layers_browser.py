@@ -19,13 +19,11 @@ from flyway.maps.offline import save_map
 from flyway.maps.scenario_layers import FACILITIES_LAYER, add_facilities, add_sensitivity
 
 from .conftest import PAYLOADS
-from .test_browser import (OPEN_EVERYTHING, assert_no_errors, browser, open_page,  # noqa: F401 (fixture)
-                           pytestmark)
+from .test_browser import (OPEN_EVERYTHING, assert_no_errors, browser, click_popup,  # noqa: F401 (fixture)
+                           open_page, pytestmark)
 from .test_scenario_layers import _collisions, _config
 
-ActionChains = pytest.importorskip("selenium.webdriver.common.action_chains").ActionChains
 By = pytest.importorskip("selenium.webdriver.common.by").By
-WebDriverWait = pytest.importorskip("selenium.webdriver.support.ui").WebDriverWait
 
 
 def test_facility_popup_opens_and_the_grid_renders(browser, tmp_path):  # noqa: F811
@@ -46,17 +44,7 @@ def test_facility_popup_opens_and_the_grid_renders(browser, tmp_path):  # noqa: 
     assert FACILITIES_LAYER in labels and any(t.startswith("Collision sensitivity: all species") for t in labels)
     name = m.get_name()
     # click the middle of footprint A and read its popup
-    lat, lon = 36.195, 128.41
-    browser.execute_script(f"window[arguments[0]].setView([{lat}, {lon}], 13, {{animate: false}});", name)
-    time.sleep(0.3)
-    x, y = browser.execute_script(
-        f"const p = window[arguments[0]].latLngToContainerPoint([{lat}, {lon}]); return [p.x, p.y];", name)
-    container = browser.find_element(By.CSS_SELECTOR, ".leaflet-container")
-    size = container.size
-    ActionChains(browser).move_to_element_with_offset(container, int(x - size["width"] / 2),
-                                                      int(y - size["height"] / 2)).click().perform()
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".leaflet-popup-content"))
-    popup = browser.find_element(By.CSS_SELECTOR, ".leaflet-popup-content").get_attribute("textContent")
+    popup = click_popup(browser, name, 36.195, 128.41, 13)
     assert PAYLOADS[0] + " ridge A" in popup  # the name shown as text
     assert "Grus monacha: 1.2 (0.5–2.1)" in popup and "30 turbines" in popup
     # open every popup and tooltip: no payload runs

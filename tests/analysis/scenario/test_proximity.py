@@ -16,6 +16,7 @@ from flyway.analysis.scenario.proximity import (SHARE_BREEDING_TIME_WITHIN_KM, b
                                                 proximity_from_store, write_proximity)
 from flyway.errors import ConfigError, InputError
 from flyway.geo import EARTH_RADIUS_M, haversine_m
+from tests.conftest import simulated_store
 
 GM = "Grus monacha"
 LON0, LAT0 = 128.0, 45.0
@@ -231,16 +232,7 @@ def test_bad_arguments_raise_one_clear_line():
 # --------------------------------------------------------------------------- the store shell
 @pytest.fixture(scope="module")
 def sim_store(tmp_path_factory):
-    from flyway.analysis.runner import run_qc, run_stops
-    from flyway.ingest.pipeline import ingest
-    from flyway.simulate import write_simulation
-
-    root = tmp_path_factory.mktemp("proxstore")
-    paths = write_simulation(root / "sim", n_individuals=6, days=365, seed=3)
-    ingest([paths["fixes"]], root / "store", reference=paths["reference"])
-    run_qc(root / "store")
-    run_stops(root / "store")
-    return root / "store"
+    return simulated_store(tmp_path_factory.mktemp("proxstore"), n_individuals=6, days=365, seed=3)
 
 
 def test_proximity_from_store_matches_the_core_and_shares_grow_with_distance(sim_store, tmp_path):

@@ -19,6 +19,7 @@ from flyway.analysis.scenario.sensitivity import (CELL_AREA_KM2, EXPECTED_COLLIS
 from flyway.analysis.scenario.species import load_species_table
 from flyway.errors import ConfigError
 from flyway.geo import EARTH_RADIUS_M
+from tests.conftest import simulated_store
 
 GM = "Grus monacha"
 BOUNDS = (128.0, 36.0, 128.5, 36.5)
@@ -174,16 +175,7 @@ def test_bad_arguments_raise_one_clear_line():
 
 @pytest.fixture(scope="module")
 def sim_store(tmp_path_factory):
-    from flyway.analysis.runner import run_qc, run_stops
-    from flyway.ingest.pipeline import ingest
-    from flyway.simulate import write_simulation
-
-    root = tmp_path_factory.mktemp("sensstore")
-    paths = write_simulation(root / "sim", n_individuals=4, days=240, seed=5)
-    ingest([paths["fixes"]], root / "store", reference=paths["reference"])
-    run_qc(root / "store")
-    run_stops(root / "store")
-    return root / "store"
+    return simulated_store(tmp_path_factory.mktemp("sensstore"), n_individuals=4, days=240, seed=5)
 
 
 def test_store_grid_keeps_all_flight_time_and_matches_the_core(sim_store):
